@@ -1,0 +1,39 @@
+/**
+ * The FramePort contract: one end of a full-duplex Ethernet link. Everything that carries frames
+ * (NIC models, switch ports, TAP, the user-mode network, impairments, capture points) meets at it.
+ *
+ * The contract, exactly once (DESIGN.md, after Palacios' backends disagreed on it):
+ * - `send(frame)` offers a frame to travel to the other end. It returns `true` when the frame was
+ *   accepted (delivered or queued for delivery) and `false` when it was dropped; a dropped frame
+ *   has been counted in `stats.txDrops` by the port that refused it, so callers never count it again.
+ * - Ownership of `frame` passes to the port on `send`; the sender must not modify it afterwards.
+ * - Frames arriving from the other end are handed to the receiver set with `setReceiver`. The
+ *   receiver returns `false` when it could not take the frame (e.g. a NIC's ring is full); the
+ *   port then counts it in `stats.rxDrops`. Delivery never happens re-entrantly inside `send`.
+ * - Frames are Ethernet II frames without preamble or FCS, 14..65535 bytes.
+ */
+export type FrameReceiver = (frame: Uint8Array) => boolean | void;
+
+export interface FramePortStats {
+  txFrames: number;
+  txBytes: number;
+  txDrops: number;
+  rxFrames: number;
+  rxBytes: number;
+  rxDrops: number;
+}
+
+export interface FramePort {
+  readonly name: string;
+  readonly stats: FramePortStats;
+  send(frame: Uint8Array): boolean;
+  setReceiver(receiver: FrameReceiver | null): void;
+}
+
+export function emptyStats(): FramePortStats {
+  return { txFrames: 0, txBytes: 0, txDrops: 0, rxFrames: 0, rxBytes: 0, rxDrops: 0 };
+}
+
+/** Smallest and largest frame a port accepts (no FCS; largest covers 64 KiB GSO segments). */
+export const MIN_FRAME = 14;
+export const MAX_FRAME = 65535;

@@ -1,0 +1,67 @@
+import type { Ipv4Addr } from './addr.js';
+import type { Clock } from './clock.js';
+
+/**
+ * The seam between the IP layer (net/ip, owned by the Stack) and transport protocols (net/tcp,
+ * net/udp). Transports never touch Ethernet or ARP; the IP layer never parses TCP.
+ */
+
+/** What the IP layer tells a transport about a datagram it delivers. */
+export interface IpDatagramInfo {
+  src: Ipv4Addr;
+  dst: Ipv4Addr;
+  protocol: number;
+  ttl: number;
+  /** Name of the interface it arrived on. */
+  netif: string;
+  /** True when the destination was not one of the stack's addresses (accept-any / router mode). */
+  foreignDestination: boolean;
+  /** True for link-layer or IP broadcast. */
+  broadcast: boolean;
+}
+
+export interface IpOutput {
+  src: Ipv4Addr;
+  dst: Ipv4Addr;
+  protocol: number;
+  /** Transport header + data, with the transport checksum already filled in. */
+  payload: Uint8Array;
+  ttl?: number;
+  tos?: number;
+  /** Set the IPv4 DF bit (TCP does, for path MTU reasons). */
+  dontFragment?: boolean;
+}
+
+export type IpSendResult = 'sent' | 'queued' | 'no-route' | 'unreachable' | 'dropped';
+
+/** What the IP layer offers transports. */
+export interface IpLayer {
+  readonly clock: Clock;
+  /**
+   * Send a datagram. `src` may be any address: a user-mode NAT answers as the remote host
+   * (the IP layer does not insist the source is its own). Fragments when larger than the MTU
+   * unless `dontFragment`.
+   */
+  output(datagram: IpOutput): IpSendResult;
+  /** The source address the stack would use to reach `dst`, or null when there is no route. */
+  sourceFor(dst: Ipv4Addr): Ipv4Addr | null;
+  /** MTU of the interface the route to `dst` uses (for MSS: mtu − 40). */
+  mtuFor(dst: Ipv4Addr): number;
+  /** Whether `addr` is one of the stack's own addresses. */
+  isLocal(addr: Ipv4Addr): boolean;
+  /** Report an ICMP error for a datagram a transport could not deliver (e.g. UDP port unreachable). */
+  icmpUnreachable(info: IpDatagramInfo, code: number, offendingIpPacket: Uint8Array | null): void;
+}
+
+/** A transport protocol plugged into the IP layer. */
+export interface TransportProtocol {
+  readonly protocol: number;
+  /** A datagram for this protocol; `payload` is the transport header + data, `raw` the whole IP packet. */
+  input(info: IpDatagramInfo, payload: Uint8Array, raw: Uint8Array): void;
+  /** An ICMP error arrived about a datagram this protocol sent (the quoted header). */
+  icmpError?(type: number, code: number, quoted: { src: Ipv4Addr; dst: Ipv4Addr; transportHeader: Uint8Array }): void;
+}
+
+export const IPPROTO_ICMP = 1;
+export const IPPROTO_TCP = 6;
+export const IPPROTO_UDP = 17;
