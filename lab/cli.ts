@@ -1,0 +1,137 @@
+#!/usr/bin/env node
+import { Command, Option } from 'commander';
+import { RealClock } from '../net/clock.js';
+import { Logger } from '../src/log.js';
+import { createDeviceRegistry } from '../src/registry.js';
+import { Vm } from '../src/vmm/vm.js';
+import { loadConfig } from './config-loader.js';
+import { startGuestVm } from './guest-vm.js';
+import { guestDrivers } from '../src/guest/drivers.js';
+
+/**
+ * `lab`: the netlab command line. Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration
+ * error, 3 not implemented yet.
+ */
+const EXAMPLES = `
+Examples:
+  $ lab redirect tcp:9555:10.10.10.33:80     guest at 10.10.10.33, its port 80 on localhost:9555 (no root)
+  $ curl localhost:9555
+  $ sudo lab up tap2                          guest at 172.22.0.2 on host TAP tap2 (host 172.22.0.1/16)
+  $ ping 172.22.0.2
+  $ lab run examples/default.xml --for 5      boot a guest from XML, print its devices and telemetry
+  $ lab config check examples/default.xml     validate a config and print the resolved machine
+  $ lab run --debug pci,rtl8139               per-component debug output (errors always shown)
+`;
+
+interface GlobalOptions {
+  debug?: string;
+  captures: string;
+  quiet?: boolean;
+}
+
+function fail(message: string, code: number): never {
+  process.stderr.write(`lab: ${message}\n`);
+  process.exit(code);
+}
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('lab')
+    .description('netlab: watch and change how a guest\'s network traffic flows, hop by hop')
+    .option('--debug <components>', 'debug output for components, comma-separated (e.g. pci,rtl8139,tcp; "all")')
+    .option('--captures <dir>', 'where runs write their pcaps', 'captures')
+    .option('-q, --quiet', 'only errors and warnings')
+    .addHelpText('after', EXAMPLES)
+    .showHelpAfterError('(run "lab --help" for usage and examples)');
+
+  program
+    .command('run')
+    .description('boot a guest from a Palacios-style XML config (the embedded default guest when none is given)')
+    .argument('[config]', 'guest XML (see examples/default.xml)')
+    .addOption(new Option('--for <seconds>', 'stop after this many seconds (default: until Ctrl-C)').argParser(parseSeconds))
+    .action(async (configPath: string | undefined, opts: { for?: number }) => {
+      await runCommand(configPath, opts, program.opts<GlobalOptions>());
+    });
+
+  const config = program.command('config').description('guest configuration tools');
+  config
+    .command('check')
+    .description('validate a guest config and print the resolved machine: devices, PCI addresses, ports, IRQs')
+    .argument('[config]', 'guest XML (the embedded default when none is given)')
+    .action((configPath: string | undefined) => {
+      checkCommand(configPath, program.opts<GlobalOptions>());
+    });
+
+  program
+    .command('up')
+    .description('a guest on host TAP device tapN at 172.2N.0.2 (host side 172.2N.0.1/16); needs root')
+    .argument('<tap>', 'TAP device name, e.g. tap2')
+    .action(() => fail('"lab up" is not implemented yet (the TAP backend arrives with issue 5); use "lab run" meanwhile', 3));
+
+  program
+    .command('redirect')
+    .description('user-mode network with port redirection, QEMU -redir style; no root needed')
+    .argument('<specs...>', 'tcp:HOSTPORT:GUESTADDR:GUESTPORT (or udp:…, hostfwd=…)')
+    .action(() => fail('"lab redirect" is not implemented yet (the user-mode network arrives with issue 6); use "lab run" meanwhile', 3));
+
+  return program;
+}
+
+function parseSeconds(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`--for ${v}: give a positive number of seconds`);
+  return n;
+}
+
+function checkCommand(configPath: string | undefined, g: GlobalOptions): void {
+  const registry = createDeviceRegistry();
+  const loaded = loadConfig(configPath, registry);
+  if (!loaded.ok) fail(`invalid config:\n  ${loaded.messages.join('\n  ')}`, 2);
+  for (const w of loaded.warnings) process.stderr.write(`lab: warning: ${w}\n`);
+  const logger = Logger.fromSpec(g.debug, undefined, true);
+  const made = Vm.create(loaded.config, { clock: new RealClock(), logger, registry });
+  if (!made.ok) fail(`invalid config ${loaded.source}:\n  ${made.errors.join('\n  ')}`, 2);
+  const k = loaded.config.kernel;
+  process.stdout.write(`${loaded.source}: ok\n${made.vm.deviceTree()}\n  guest: kernel "${k.cmdline}"; apps ${loaded.config.apps.map((a) => a.name + (a.port ? ':' + a.port : '')).join(', ') || 'none'}\n`);
+  made.vm.stop('config check done');
+}
+
+async function runCommand(configPath: string | undefined, opts: { for?: number }, g: GlobalOptions): Promise<void> {
+  const registry = createDeviceRegistry();
+  const loaded = loadConfig(configPath, registry);
+  if (!loaded.ok) fail(`invalid config:\n  ${loaded.messages.join('\n  ')}`, 2);
+  for (const w of loaded.warnings) process.stderr.write(`lab: warning: ${w}\n`);
+  const logger = Logger.fromSpec(g.debug, undefined, g.quiet ?? false);
+  const clock = new RealClock();
+  const started = startGuestVm(loaded.config, {
+    clock,
+    logger,
+    registry,
+    drivers: guestDrivers(),
+    consoleOut: (t) => process.stdout.write(t),
+  });
+  if (!started.ok) fail(`cannot build the VM:\n  ${started.errors.join('\n  ')}`, 2);
+  const { vm } = started.value;
+  process.stdout.write(`${vm.deviceTree()}\n`);
+  const printTelemetry = (): void => {
+    process.stdout.write(`${vm.telemetry.report(`telemetry ${vm.config.name}`)}\n`);
+  };
+  process.on('SIGUSR1', printTelemetry);
+  await new Promise<void>((resolve) => {
+    const done = (): void => resolve();
+    if (opts.for !== undefined) setTimeout(done, opts.for * 1000);
+    process.once('SIGINT', done);
+    process.once('SIGTERM', done);
+  });
+  vm.stop('run ended');
+  printTelemetry();
+  process.exit(vm.state === 'failed' ? 1 : 0);
+}
+
+const isMain = import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('/lab') || process.argv[1]?.endsWith('/cli.js');
+if (isMain) {
+  buildProgram()
+    .parseAsync(process.argv)
+    .catch((e: unknown) => fail((e as Error).message, 2));
+}

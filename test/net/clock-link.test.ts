@@ -1,0 +1,73 @@
+import { describe, expect, it } from 'vitest';
+import { VirtualClock } from '../../net/clock.js';
+import { createLink } from '../../net/link.js';
+
+describe('VirtualClock', () => {
+  it('fires timers in time order, then insertion order, jumping time', () => {
+    const c = new VirtualClock();
+    const seen: string[] = [];
+    c.setTimer(30, () => seen.push(`c@${c.now()}`));
+    c.setTimer(10, () => seen.push(`a@${c.now()}`));
+    c.setTimer(10, () => seen.push(`b@${c.now()}`));
+    const cancelled = c.setTimer(20, () => seen.push('never'));
+    cancelled.cancel();
+    c.advance(25);
+    expect(seen).toEqual(['a@10', 'b@10']);
+    expect(c.now()).toBe(25);
+    c.runUntil(() => false, 100);
+    expect(seen).toEqual(['a@10', 'b@10', 'c@30']);
+  });
+
+  it('stops a runaway simulation at its limit', () => {
+    const c = new VirtualClock();
+    const tick = (): void => void c.setTimer(1, tick);
+    tick();
+    expect(c.runUntil(() => false, 1000)).toBe(false);
+    expect(c.now()).toBeLessThanOrEqual(1001);
+  });
+});
+
+describe('createLink (the FramePort contract)', () => {
+  const frame = (n: number): Uint8Array => new Uint8Array(60).fill(n);
+
+  it('delivers in order to the other end, never inside send', () => {
+    const c = new VirtualClock();
+    const [a, b] = createLink(c, ['a', 'b']);
+    const got: number[] = [];
+    b.setReceiver((f) => void got.push(f[0]!));
+    expect(a.send(frame(1))).toBe(true);
+    expect(a.send(frame(2))).toBe(true);
+    expect(got).toEqual([]);
+    c.advance(0);
+    expect(got).toEqual([1, 2]);
+    expect(a.stats).toMatchObject({ txFrames: 2, txBytes: 120, txDrops: 0 });
+    expect(b.stats).toMatchObject({ rxFrames: 2, rxBytes: 120, rxDrops: 0 });
+  });
+
+  it('returns false and counts a drop when the queue is full, never grows without bound', () => {
+    const c = new VirtualClock();
+    const [a, b] = createLink(c, ['a', 'b'], { queueLimit: 4 });
+    b.setReceiver(() => true);
+    const results = [1, 2, 3, 4, 5, 6].map((n) => a.send(frame(n)));
+    expect(results).toEqual([true, true, true, true, false, false]);
+    expect(a.stats.txDrops).toBe(2);
+    c.advance(0);
+    expect(b.stats.rxFrames).toBe(4);
+  });
+
+  it('counts a frame the receiver refuses as an rx drop', () => {
+    const c = new VirtualClock();
+    const [a, b] = createLink(c);
+    b.setReceiver(() => false);
+    a.send(frame(1));
+    c.advance(0);
+    expect(b.stats.rxDrops).toBe(1);
+  });
+
+  it('refuses runt frames', () => {
+    const c = new VirtualClock();
+    const [a] = createLink(c);
+    expect(a.send(new Uint8Array(10))).toBe(false);
+    expect(a.stats.txDrops).toBe(1);
+  });
+});
