@@ -1,0 +1,41 @@
+import { emptyStats, type FramePort, type FramePortStats, type FrameReceiver } from '../../net/frame-port.js';
+
+/**
+ * What a NIC driver offers the kernel's network stack: a FramePort (the stack's netif sends frames
+ * through the driver and receives what the driver's interrupt handler pulls off the ring), plus
+ * the hardware address and link state the driver read from the card.
+ *
+ * Drivers extend this base and implement `transmit`; their receive path calls `deliver`.
+ */
+export abstract class NetDriverPort implements FramePort {
+  readonly stats: FramePortStats = emptyStats();
+  private receiver: FrameReceiver | null = null;
+  abstract readonly mac: Uint8Array;
+  abstract linkUp(): boolean;
+
+  constructor(readonly name: string) {}
+
+  /** Queue a frame on the hardware; false when the TX ring is full (the frame is dropped). */
+  protected abstract transmit(frame: Uint8Array): boolean;
+
+  send(frame: Uint8Array): boolean {
+    if (!this.transmit(frame)) {
+      this.stats.txDrops++;
+      return false;
+    }
+    this.stats.txFrames++;
+    this.stats.txBytes += frame.length;
+    return true;
+  }
+
+  setReceiver(receiver: FrameReceiver | null): void {
+    this.receiver = receiver;
+  }
+
+  /** Hand a received frame (already copied out of DMA memory) to the stack. */
+  protected deliver(frame: Uint8Array): void {
+    this.stats.rxFrames++;
+    this.stats.rxBytes += frame.length;
+    if (!this.receiver || this.receiver(frame) === false) this.stats.rxDrops++;
+  }
+}
