@@ -3,6 +3,8 @@ import type { GuestHardware } from './hardware.js';
 import { GuestPic, IRQ_VECTOR_BASE } from './pic.js';
 import { GuestPciAccess, type PciDeviceInfo } from './pci.js';
 import { SerialConsole } from './console.js';
+import { DmaAllocator } from './dma.js';
+import type { NetDriverPort } from './net-driver.js';
 
 /**
  * The lightweight guest kernel (the Kitten analogue). Boot: program the PIC, bring up the serial
@@ -36,6 +38,10 @@ export class GuestKernel {
   readonly console: SerialConsole;
   private readonly irqHandlers = new Map<number, (() => void)[]>();
   readonly bound: BoundDriver[] = [];
+  /** dma_alloc_coherent: physically contiguous guest memory for rings and buffers. */
+  readonly dma: DmaAllocator;
+  /** Network devices drivers registered (eth0, eth1, … in probe order). */
+  readonly netDevices: NetDriverPort[] = [];
   private consoleLog: string[] = [];
   bootReport: BootReport | null = null;
   spuriousInterrupts = 0;
@@ -49,6 +55,13 @@ export class GuestKernel {
     this.pic = new GuestPic(hw);
     this.pciAccess = new GuestPciAccess(hw);
     this.console = new SerialConsole(hw);
+    this.dma = new DmaAllocator(hw.physical);
+  }
+
+  /** A NIC driver's register_netdev: the device becomes eth<N>. Returns the name. */
+  registerNetDevice(port: NetDriverPort): string {
+    this.netDevices.push(port);
+    return `eth${this.netDevices.length - 1}`;
   }
 
   /** printk: to the serial console (and kept, so a run can show the boot log without one). */
