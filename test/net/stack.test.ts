@@ -1,0 +1,151 @@
+import { createHash } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { parseIpv4 as parseAddr } from '../../net/addr.js';
+import { VirtualClock } from '../../net/clock.js';
+import { createLink } from '../../net/link.js';
+import { Stack } from '../../net/stack.js';
+import { emitIpv4Header, parseIpv4 } from '../../net/wire/ipv4.js';
+import { parseEthernet } from '../../net/wire/ethernet.js';
+import type { TcpConnection } from '../../net/tcp/connection.js';
+
+const ip = (s: string): number => parseAddr(s)!;
+
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function pair(mtuB = 1500) {
+  const clock = new VirtualClock();
+  const [pa, pb] = createLink(clock, ['a', 'b']);
+  const a = new Stack({ clock, name: 'a', random: seeded(1) });
+  const b = new Stack({ clock, name: 'b', random: seeded(2) });
+  const na = a.addNetif('eth0', pa, new Uint8Array([2, 0, 0, 0, 0, 1]));
+  const nb = b.addNetif('eth0', pb, new Uint8Array([2, 0, 0, 0, 0, 2]), mtuB);
+  a.configure(na, ip('10.0.0.1'), 24);
+  b.configure(nb, ip('10.0.0.2'), 24, ip('10.0.0.1'));
+  return { clock, a, b, na, nb, pa, pb };
+}
+
+describe('IPv4 stack', () => {
+  it('resolves ARP and answers ping', async () => {
+    const { clock, a } = pair();
+    const p = a.ping(ip('10.0.0.2'), 1);
+    clock.runUntil(() => false, 100);
+    expect(await p).toMatchObject({ seq: 1, ttl: 64, bytes: 64 });
+    expect(a.arp.stats.resolved).toBe(1);
+  });
+
+  it('gives up on an address nobody answers after the ARP retries', async () => {
+    const { clock, a } = pair();
+    const p = a.ping(ip('10.0.0.9'), 1, 56, 10_000);
+    clock.runUntil(() => false, 20_000);
+    expect(await p).toBeNull();
+    expect(a.arp.stats.requestsSent).toBe(3);
+    expect(a.arp.stats.failed).toBe(1);
+  });
+
+  it('UDP: datagrams both ways, port unreachable for a closed port', () => {
+    const { clock, a, b } = pair();
+    const sb = b.udp.socket().bind(7000);
+    const got: string[] = [];
+    sb.onMessage = (d, m) => {
+      got.push(new TextDecoder().decode(d));
+      sb.send(d, m.src, m.srcPort);
+    };
+    const sa = a.udp.socket().bind();
+    const back: string[] = [];
+    sa.onMessage = (d) => back.push(new TextDecoder().decode(d));
+    const errors: number[] = [];
+    sa.onError = (t, c) => errors.push(t * 256 + c);
+    sa.send(new TextEncoder().encode('hello'), ip('10.0.0.2'), 7000);
+    sa.send(new TextEncoder().encode('nobody'), ip('10.0.0.2'), 7001);
+    clock.runUntil(() => back.length === 1 && errors.length === 1, 5000);
+    expect(got).toEqual(['hello']);
+    expect(back).toEqual(['hello']);
+    expect(errors).toEqual([3 * 256 + 3]);
+  });
+
+  it('fragments a large UDP datagram and reassembles it', () => {
+    const { clock, a, b } = pair();
+    const sb = b.udp.socket().bind(9);
+    let got: Uint8Array | null = null;
+    sb.onMessage = (d) => (got = d.slice());
+    const data = new Uint8Array(5000).map((_, i) => (i * 7) & 0xff);
+    a.udp.socket().send(data, ip('10.0.0.2'), 9);
+    clock.runUntil(() => got !== null, 5000);
+    expect(a.stats.fragmentsCreated).toBe(4);
+    expect(b.reassembler.stats.reassembled).toBe(1);
+    expect(Buffer.from(got!).equals(Buffer.from(data))).toBe(true);
+  });
+
+  it('drops bad headers and checksums with counters, never throws', () => {
+    const { clock, b, pa } = pair();
+    const frame = new Uint8Array(14 + 28);
+    frame.set([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00]);
+    emitIpv4Header(frame, 14, { id: 1, ttl: 64, protocol: 17, src: ip('10.0.0.1'), dst: ip('10.0.0.2'), payloadLength: 8 });
+    frame[14 + 10]! ^= 0xff; // corrupt the header checksum
+    pa.send(frame);
+    const trunc = frame.slice(0, 20);
+    pa.send(trunc);
+    clock.runUntil(() => false, 10);
+    expect(b.stats.rxBadChecksum).toBe(1);
+    expect(b.netifs[0]!.counters.rxFrames).toBeGreaterThanOrEqual(2);
+  });
+
+  it('TCP: 2 MB arrives byte-exact over the stack', () => {
+    const { clock, a, b } = pair();
+    const size = 2 * 1024 * 1024;
+    const data = new Uint8Array(size).map((_, i) => (i * 31 + (i >> 9)) & 0xff);
+    const want = createHash('sha256').update(data).digest('hex');
+    const received: Uint8Array[] = [];
+    let serverConn: TcpConnection | null = null;
+    b.tcp.listen(5001, (c) => {
+      serverConn = c;
+      c.onData = (d) => {
+        received.push(d.slice());
+        c.recved(d.length);
+      };
+    });
+    const c = a.tcp.connect(ip('10.0.0.2'), 5001);
+    let off = 0;
+    const pump = (): void => {
+      while (off < size) {
+        const n = c.write(data.subarray(off, Math.min(size, off + 65536)));
+        if (n === 0) return;
+        off += n;
+      }
+      c.shutdown();
+    };
+    c.onConnected = pump;
+    c.onSent = pump;
+    let ended = false;
+    clock.runUntil(() => {
+      const conn = serverConn as TcpConnection | null;
+      if (conn && !ended) conn.onEnd = () => (ended = true);
+      return ended;
+    }, 120_000, 10_000_000);
+    const got = Buffer.concat(received);
+    expect(got.length).toBe(size);
+    expect(createHash('sha256').update(got).digest('hex')).toBe(want);
+  });
+
+  it('frames on the wire are well-formed IPv4', () => {
+    const { clock, a, pa, pb } = pair();
+    const frames: Uint8Array[] = [];
+    const orig = pa.send.bind(pa);
+    pa.send = (f) => (frames.push(f), orig(f));
+    void a.ping(ip('10.0.0.2'), 7);
+    clock.runUntil(() => false, 100);
+    const ipFrames = frames.map((f) => parseEthernet(f)).filter((e) => e.ok && e.value.etherType === 0x0800);
+    expect(ipFrames.length).toBeGreaterThan(0);
+    for (const e of ipFrames) if (e.ok) expect(parseIpv4(e.value.payload).ok).toBe(true);
+    void pb;
+  });
+});
