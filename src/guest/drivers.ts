@@ -1,6 +1,7 @@
 import type { GuestDriver } from './kernel.js';
+import { rtl8139Driver } from './drivers/rtl8139.js';
 
-/** The NIC drivers the guest kernel binds by PCI vendor/device ID (filled in as drivers land). */
+/** The NIC drivers the guest kernel binds by PCI vendor/device ID. */
 export function guestDrivers(): GuestDriver[] {
-  return [];
+  return [rtl8139Driver];
 }
