@@ -5,8 +5,8 @@ import { Logger } from '../src/log.js';
 import { createDeviceRegistry } from '../src/registry.js';
 import { Vm } from '../src/vmm/vm.js';
 import { loadConfig } from './config-loader.js';
-import { startGuestVm } from './guest-vm.js';
-import { guestDrivers } from '../src/guest/drivers.js';
+import { assembleLab, type Lab } from './topology.js';
+import type { VmConfig } from '../src/config/types.js';
 
 /**
  * `lab`: the netlab command line. Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration
@@ -50,8 +50,9 @@ export function buildProgram(): Command {
     .description('boot a guest from a Palacios-style XML config (the embedded default guest when none is given)')
     .argument('[config]', 'guest XML (see examples/default.xml)')
     .addOption(new Option('--for <seconds>', 'stop after this many seconds (default: until Ctrl-C)').argParser(parseSeconds))
-    .action(async (configPath: string | undefined, opts: { for?: number }) => {
-      await runCommand(configPath, opts, program.opts<GlobalOptions>());
+    .option('--restrict', 'isolate the guest: its connections reach only the gateway (host loopback)')
+    .action(async (configPath: string | undefined, opts: RunOptions) => {
+      await runCommand(configPath, [], opts, program.opts<GlobalOptions>());
     });
 
   const config = program.command('config').description('guest configuration tools');
@@ -72,8 +73,20 @@ export function buildProgram(): Command {
   program
     .command('redirect')
     .description('user-mode network with port redirection, QEMU -redir style; no root needed')
-    .argument('<specs...>', 'tcp:HOSTPORT:GUESTADDR:GUESTPORT (or udp:…, hostfwd=…)')
-    .action(() => fail('"lab redirect" is not implemented yet (the user-mode network arrives with issue 6); use "lab run" meanwhile', 3));
+    .argument('<specs...>', 'tcp:HOSTPORT:GUESTADDR:GUESTPORT (or udp:…, hostfwd=tcp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT)')
+    .option('--config <file>', 'guest XML instead of the embedded default guest (it needs a USER_NET backend)')
+    .option('--listen <addr>', 'host address the redirects listen on', '127.0.0.1')
+    .option('--restrict', 'isolate the guest: its connections reach only the gateway (host loopback)')
+    .addOption(new Option('--for <seconds>', 'stop after this many seconds (default: until Ctrl-C)').argParser(parseSeconds))
+    .addHelpText('after', `
+Examples:
+  $ lab redirect tcp:9555:10.10.10.33:80                 then: curl localhost:9555
+  $ lab redirect tcp:9555:10.10.10.33:80 tcp:2323:10.10.10.33:23    then: telnet localhost 2323
+  $ lab redirect hostfwd=tcp:127.0.0.1:8080-:80 udp:7007::7
+`)
+    .action(async (specs: string[], opts: RunOptions & { config?: string }) => {
+      await runCommand(opts.config, specs, opts, program.opts<GlobalOptions>());
+    });
 
   return program;
 }
@@ -97,25 +110,42 @@ function checkCommand(configPath: string | undefined, g: GlobalOptions): void {
   made.vm.stop('config check done');
 }
 
-async function runCommand(configPath: string | undefined, opts: { for?: number }, g: GlobalOptions): Promise<void> {
+interface RunOptions {
+  for?: number;
+  listen?: string;
+  restrict?: boolean;
+}
+
+async function runCommand(configPath: string | undefined, specs: string[], opts: RunOptions, g: GlobalOptions): Promise<void> {
   const registry = createDeviceRegistry();
   const loaded = loadConfig(configPath, registry);
   if (!loaded.ok) fail(`invalid config:\n  ${loaded.messages.join('\n  ')}`, 2);
   for (const w of loaded.warnings) process.stderr.write(`lab: warning: ${w}\n`);
   const logger = Logger.fromSpec(g.debug, undefined, g.quiet ?? false);
   const clock = new RealClock();
-  const started = startGuestVm(loaded.config, {
+  const say = (t: string): void => {
+    if (!g.quiet) process.stdout.write(t);
+  };
+  const made = await assembleLab(loaded.config as VmConfig, {
     clock,
     logger,
     registry,
-    drivers: guestDrivers(),
-    consoleOut: (t) => process.stdout.write(t),
+    redirects: specs,
+    restrict: opts.restrict,
+    listenAddress: opts.listen,
+    consoleOut: (t) => say(t),
   });
-  if (!started.ok) fail(`cannot build the VM:\n  ${started.errors.join('\n  ')}`, 2);
-  const { vm } = started.value;
-  process.stdout.write(`${vm.deviceTree()}\n`);
+  if (!made.ok) fail(made.errors.join('\n  '), made.exitCode);
+  const lab: Lab = made.lab;
+  const vm = lab.guest.vm;
+  say(`${vm.deviceTree()}\n`);
+  for (const line of lab.summary) say(`${line}\n`);
+  const first = lab.redirects.find((r) => r.proto === 'tcp');
+  if (first) say(`ready: try  curl http://${first.hostAddr ?? opts.listen ?? '127.0.0.1'}:${first.hostPort}/   (Ctrl-C stops; kill -USR1 ${process.pid} prints counters)\n`);
   const printTelemetry = (): void => {
     process.stdout.write(`${vm.telemetry.report(`telemetry ${vm.config.name}`)}\n`);
+    for (const nic of vm.nics()) process.stdout.write(`  ${nic.id} ${Object.entries(nic.counters()).map(([k, v]) => `${k}=${v}`).join(' ')}\n`);
+    if (lab.userNet) process.stdout.write(`  usernet ${Object.entries(lab.userNet.stats).map(([k, v]) => `${k}=${v}`).join(' ')}\n`);
   };
   process.on('SIGUSR1', printTelemetry);
   await new Promise<void>((resolve) => {
@@ -124,7 +154,7 @@ async function runCommand(configPath: string | undefined, opts: { for?: number }
     process.once('SIGINT', done);
     process.once('SIGTERM', done);
   });
-  vm.stop('run ended');
+  lab.close();
   printTelemetry();
   process.exit(vm.state === 'failed' ? 1 : 0);
 }

@@ -28,15 +28,16 @@ export function appConn(c: TcpConnection, remote: string): AppConn {
     write: (d) => c.write(d),
     end: () => c.shutdown(),
     abort: () => c.abort(),
+    consumed: (n) => c.recved(n),
     onData: () => {},
     onEnd: () => {},
     onWritable: () => {},
     onClose: () => {},
   };
   c.onData = (d) => {
-    conn.onData(d);
-    // The apps consume synchronously (they copy or write through), so the window reopens now.
-    c.recved(d.length);
+    // Most apps consume at once and the window reopens now; one that holds data (echo, waiting
+    // for room to write it back) returns false and reopens it with consumed(n) as it goes.
+    if (conn.onData(d) !== false) c.recved(d.length);
   };
   c.onSent = () => conn.onWritable();
   c.onEnd = () => conn.onEnd();

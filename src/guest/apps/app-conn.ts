@@ -11,7 +11,13 @@ export interface AppConn {
   end(): void;
   /** Abort (RST). */
   abort(): void;
-  onData: (data: Uint8Array) => void;
+  /**
+   * In-order data (the app may keep it). Return `false` to hold the receive window shut for these
+   * bytes until the app calls `consumed(n)`: that is how a slow app slows its peer down.
+   */
+  onData: (data: Uint8Array) => boolean | void;
+  /** The app is done with `n` bytes it held (only after returning false from onData). */
+  consumed?(n: number): void;
   onEnd: () => void;
   onWritable: () => void;
   onClose: () => void;

@@ -12,6 +12,7 @@ export const echoService: AppHandler = (conn: AppConn) => {
     while (backlog.length > 0) {
       const b = backlog[0]!;
       const n = conn.write(b);
+      conn.consumed?.(n);
       if (n < b.length) {
         backlog[0] = b.subarray(n);
         return;
@@ -21,8 +22,11 @@ export const echoService: AppHandler = (conn: AppConn) => {
     if (finished) conn.end();
   };
   conn.onData = (d) => {
-    backlog.push(d);
+    // Keep a copy (the stack may reuse its buffer) and hold the window until it is echoed, so the
+    // peer can never make us buffer more than one receive window.
+    backlog.push(d.slice());
     pump();
+    return conn.consumed ? false : undefined;
   };
   conn.onWritable = pump;
   conn.onEnd = () => {

@@ -7,7 +7,7 @@ export class SlowConn implements AppConn {
   ended = false;
   aborted = false;
   room: number;
-  onData: (d: Uint8Array) => void = () => {};
+  onData: (d: Uint8Array) => boolean | void = () => {};
   onEnd: () => void = () => {};
   onWritable: () => void = () => {};
   onClose: () => void = () => {};

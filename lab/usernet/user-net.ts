@@ -1,0 +1,261 @@
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { createSocket, type Socket as UdpHostSocket } from 'node:dgram';
+import { formatIpv4, type Ipv4Addr } from '../../net/addr.js';
+import type { Clock } from '../../net/clock.js';
+import type { FramePort } from '../../net/frame-port.js';
+import { Stack } from '../../net/stack.js';
+import type { Netif } from '../../net/netif.js';
+import type { TcpConnection } from '../../net/tcp/connection.js';
+import type { UdpMeta, UdpSocket } from '../../net/udp/layer.js';
+import type { ComponentLog } from '../../src/log.js';
+import type { UserNetAddressing } from './addressing.js';
+import { formatRedirect, type Redirect } from './redirect-spec.js';
+import { bridgeTcp } from './tcp-bridge.js';
+
+/**
+ * The user-mode network (QEMU's slirp, rebuilt on our own stack): a virtual router at the
+ * gateway address that answers ARP and ping, terminates the guest's TCP and UDP and re-originates
+ * them from host sockets (NAT), and accepts host connections on redirected ports, turning each into
+ * a TCP connection from the gateway to the guest. No root: only ordinary sockets on the host.
+ *
+ * Host sockets go only to 127.0.0.1 when the guest talks to the gateway address (as in slirp, the
+ * gateway is the host's loopback). Other destinations need `restrict: false`; restricted (the
+ * default in tests) they are refused with a reset / ICMP port unreachable.
+ */
+export interface UserNetOptions {
+  clock: Clock;
+  addressing: UserNetAddressing;
+  restrict: boolean;
+  log: ComponentLog;
+  /** Where redirect listeners bind when a spec gives no host address. */
+  listenAddress?: string;
+  random?: () => number;
+}
+
+export interface UserNetStats {
+  natTcp: number;
+  natTcpRefused: number;
+  natUdp: number;
+  redirectedConnections: number;
+  redirectRefused: number;
+  bytesToGuest: number;
+  bytesToHost: number;
+}
+
+/** The gateway's MAC: 52:55 followed by its IPv4 address, as libslirp does. */
+export function gatewayMac(gateway: Ipv4Addr): Uint8Array {
+  return Uint8Array.of(0x52, 0x55, gateway >>> 24, (gateway >>> 16) & 0xff, (gateway >>> 8) & 0xff, gateway & 0xff);
+}
+
+interface UdpFlow {
+  host: UdpHostSocket;
+  idle: { cancel(): void } | null;
+}
+
+const UDP_FLOW_IDLE_MS = 60_000;
+
+export class UserNet {
+  readonly stack: Stack;
+  readonly netif: Netif;
+  readonly stats: UserNetStats = { natTcp: 0, natTcpRefused: 0, natUdp: 0, redirectedConnections: 0, redirectRefused: 0, bytesToGuest: 0, bytesToHost: 0 };
+  private readonly servers: Server[] = [];
+  private readonly udpServers: UdpHostSocket[] = [];
+  private readonly sockets = new Set<Socket>();
+  private readonly udpFlows = new Map<string, UdpFlow>();
+  private closed = false;
+  /** Extra UDP handlers by gateway-side port (DHCP server on 67, DNS on the DNS address's 53). */
+  readonly udpServices = new Map<string, (data: Uint8Array, meta: UdpMeta, reply: (payload: Uint8Array, dst?: Ipv4Addr, dstPort?: number) => void) => void>();
+
+  constructor(
+    /** The guest-facing end: give the other end of this link to the NIC model. */
+    port: FramePort,
+    private readonly o: UserNetOptions,
+  ) {
+    const a = o.addressing;
+    this.stack = new Stack({ clock: o.clock, name: 'usernet', routerMode: true, random: o.random, tcp: { minRtoMs: 200 } });
+    this.netif = this.stack.addNetif('user', port, gatewayMac(a.gateway));
+    this.stack.configure(this.netif, a.gateway, a.prefixLength);
+    this.netif.aliases.add(a.dns);
+    this.stack.tcp.acceptAny = (info) => this.acceptGuestTcp(info.localAddr, info.localPort);
+    this.stack.udp.acceptAny = (data, meta) => this.guestUdp(data, meta);
+  }
+
+  get addressing(): UserNetAddressing {
+    return this.o.addressing;
+  }
+
+  // ------------------------------------------------------------------ guest → host (NAT)
+
+  /** Where a guest connection to `dst:port` goes on the host, or null when it is not allowed. */
+  private hostTarget(dst: Ipv4Addr): string | null {
+    const a = this.o.addressing;
+    if (dst === a.gateway) return '127.0.0.1';
+    if (dst === a.dns) return null; // DNS over TCP is not relayed
+    if (this.o.restrict) return null;
+    if ((dst & 0xff000000) >>> 0 === 0x7f000000) return null;
+    return formatIpv4(dst);
+  }
+
+  private acceptGuestTcp(dst: Ipv4Addr, dstPort: number): { onAccept: (c: TcpConnection) => void } | null {
+    const target = this.hostTarget(dst);
+    if (target === null) {
+      this.stats.natTcpRefused++;
+      this.o.log.debug(`nat: refused guest TCP to ${formatIpv4(dst)}:${dstPort} (${this.o.restrict ? 'restricted' : 'not relayed'})`);
+      return null;
+    }
+    return {
+      onAccept: (conn) => {
+        this.stats.natTcp++;
+        this.o.log.debug(`nat: guest ${formatIpv4(conn.remoteAddr)}:${conn.remotePort} → host ${target}:${dstPort}`);
+        // slirp connects first and answers the SYN after; our stack accepts first, so a host
+        // refusal reaches the guest as a reset right after the handshake.
+        const sock = createConnection({ host: target, port: dstPort, allowHalfOpen: true });
+        this.track(sock);
+        sock.once('error', () => conn.abort());
+        bridgeTcp(sock, conn, () => this.sockets.delete(sock));
+      },
+    };
+  }
+
+  private guestUdp(data: Uint8Array, meta: UdpMeta): boolean {
+    const service = this.udpServices.get(`${meta.dst === 0xffffffff ? 'bcast' : formatIpv4(meta.dst)}:${meta.dstPort}`) ?? this.udpServices.get(`*:${meta.dstPort}`);
+    if (service) {
+      service(data, meta, (payload, dst = meta.src, dstPort = meta.srcPort) => {
+        const from = meta.dst === 0xffffffff || meta.broadcast ? this.o.addressing.gateway : meta.dst;
+        this.stack.udp.sendFrom(from, meta.dstPort, dst, dstPort, payload);
+      });
+      return true;
+    }
+    if (meta.broadcast) return false;
+    const target = this.hostTarget(meta.dst);
+    if (target === null) return false; // port unreachable to the guest
+    this.stats.natUdp++;
+    const key = `${meta.src}:${meta.srcPort}:${meta.dst}:${meta.dstPort}`;
+    let flow = this.udpFlows.get(key);
+    if (!flow) {
+      const host = createSocket('udp4');
+      const f: UdpFlow = { host, idle: null };
+      flow = f;
+      this.udpFlows.set(key, f);
+      host.on('message', (msg) => {
+        this.touch(key, f);
+        this.stack.udp.sendFrom(meta.dst, meta.dstPort, meta.src, meta.srcPort, new Uint8Array(msg));
+      });
+      host.on('error', () => this.dropFlow(key));
+    }
+    this.touch(key, flow);
+    flow.host.send(data, meta.dstPort, target);
+    return true;
+  }
+
+  private touch(key: string, f: UdpFlow): void {
+    f.idle?.cancel();
+    f.idle = this.o.clock.setTimer(UDP_FLOW_IDLE_MS, () => this.dropFlow(key));
+  }
+
+  private dropFlow(key: string): void {
+    const f = this.udpFlows.get(key);
+    if (!f) return;
+    f.idle?.cancel();
+    this.udpFlows.delete(key);
+    try {
+      f.host.close();
+    } catch {
+      // already closed
+    }
+  }
+
+  // ------------------------------------------------------------------ host → guest (redirects)
+
+  /** Open every redirect's host listener. Resolves with errors (port in use…) instead of throwing. */
+  async listen(redirects: Redirect[]): Promise<string[]> {
+    const errors: string[] = [];
+    for (const r of redirects) {
+      const err = r.proto === 'tcp' ? await this.listenTcp(r) : await this.listenUdp(r);
+      if (err) errors.push(err);
+    }
+    return errors;
+  }
+
+  private guestOf(r: Redirect): Ipv4Addr {
+    return r.guestAddr ?? this.o.addressing.guest;
+  }
+
+  private listenTcp(r: Redirect): Promise<string | null> {
+    const host = r.hostAddr ?? this.o.listenAddress ?? '127.0.0.1';
+    const guest = this.guestOf(r);
+    return new Promise((resolve) => {
+      const server = createServer({ pauseOnConnect: true, allowHalfOpen: true }, (sock) => {
+        this.track(sock);
+        this.stats.redirectedConnections++;
+        const conn = this.stack.tcp.connect(guest, r.guestPort, { localAddr: this.o.addressing.gateway });
+        this.o.log.debug(`redirect: ${sock.remoteAddress}:${sock.remotePort} → ${formatIpv4(guest)}:${r.guestPort}`);
+        const stats = bridgeTcp(sock, conn, (why) => {
+          this.sockets.delete(sock);
+          if (why.includes('ECONNREFUSED')) this.stats.redirectRefused++;
+          this.stats.bytesToGuest += stats.toGuest;
+          this.stats.bytesToHost += stats.toHost;
+        });
+        conn.onConnected = () => sock.resume();
+      });
+      server.once('error', (e: NodeJS.ErrnoException) => {
+        resolve(e.code === 'EADDRINUSE'
+          ? `redirect ${r.spec}: ${host}:${r.hostPort} is already in use on this host; pick another host port (e.g. tcp:${r.hostPort + 1}:…) or stop what is listening there (ss -ltnp 'sport = :${r.hostPort}')`
+          : e.code === 'EACCES'
+            ? `redirect ${r.spec}: no permission to listen on ${host}:${r.hostPort} (ports below 1024 need root); use a port above 1023`
+            : `redirect ${r.spec}: cannot listen on ${host}:${r.hostPort}: ${e.message}`);
+      });
+      server.listen(r.hostPort, host, () => {
+        this.servers.push(server);
+        resolve(null);
+      });
+    });
+  }
+
+  private listenUdp(r: Redirect): Promise<string | null> {
+    const host = r.hostAddr ?? this.o.listenAddress ?? '127.0.0.1';
+    const guest = this.guestOf(r);
+    return new Promise((resolve) => {
+      const s = createSocket('udp4');
+      // One gateway-side socket per host peer, so replies find their way back.
+      const peers = new Map<string, UdpSocket>();
+      s.on('message', (msg, rinfo) => {
+        const key = `${rinfo.address}:${rinfo.port}`;
+        let g = peers.get(key);
+        if (!g) {
+          g = this.stack.udp.socket().bind(0, this.o.addressing.gateway);
+          g.connect(guest, r.guestPort);
+          g.onMessage = (d) => s.send(d, rinfo.port, rinfo.address);
+          peers.set(key, g);
+        }
+        g.send(new Uint8Array(msg));
+      });
+      s.once('error', (e: NodeJS.ErrnoException) => {
+        resolve(e.code === 'EADDRINUSE' ? `redirect ${r.spec}: UDP ${host}:${r.hostPort} is already in use on this host; pick another host port` : `redirect ${r.spec}: cannot bind UDP ${host}:${r.hostPort}: ${e.message}`);
+      });
+      s.bind(r.hostPort, host, () => {
+        this.udpServers.push(s);
+        resolve(null);
+      });
+    });
+  }
+
+  describeRedirects(redirects: Redirect[]): string[] {
+    return redirects.map((r) => formatRedirect({ ...r, guestAddr: this.guestOf(r) }, this.o.listenAddress ?? '127.0.0.1'));
+  }
+
+  private track(sock: Socket): void {
+    this.sockets.add(sock);
+    sock.once('close', () => this.sockets.delete(sock));
+  }
+
+  /** Stop listening and drop every host socket (they see a reset). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const s of this.servers) s.close();
+    for (const s of this.udpServers) s.close();
+    for (const s of this.sockets) s.destroy();
+    for (const k of [...this.udpFlows.keys()]) this.dropFlow(k);
+  }
+}
