@@ -79,6 +79,11 @@ export function startGuestNetwork(kernel: GuestKernel, options: { port?: FramePo
       continue;
     }
     stack.tcp.listen(port, (c) => handler(appConn(c, `${formatIpv4(c.remoteAddr)}:${c.remotePort}`)));
+    if (app.name === 'echo') {
+      // RFC 862 over UDP as well: each datagram goes back to its sender.
+      const u = stack.udp.socket().bind(port);
+      u.onMessage = (d, m) => void u.send(d, m.src, m.srcPort);
+    }
   }
   kernel.printk(`apps: ${kernel.apps.map((a) => `${a.name}:${a.port ?? APPS[a.name]}`).join(' ')}`);
   // The serial console shell.
