@@ -1,9 +1,11 @@
 import type { DeviceRegistry } from '../vmm/device.js';
 import { createRtl8139 } from './rtl8139.js';
 import { createSerial } from './serial.js';
+import { createVirtioNet } from './virtio-net.js';
 
 /** Register every device model netlab ships under the class name the XML uses. */
 export function registerBuiltinDevices(registry: DeviceRegistry): void {
   registry.register('SERIAL', createSerial);
   registry.register('RTL8139', createRtl8139);
+  registry.register('LNX_VIRTIO_NIC', createVirtioNet);
 }

@@ -163,6 +163,21 @@ describe('lab redirect (in process)', () => {
     }
   }, 120_000);
 
+  it('100 MB each way through the redirect, byte-exact (virtio-net)', async () => {
+    const port = await freePort();
+    const xml = DEFAULT_CONFIG_XML.replace('class="RTL8139"', 'class="LNX_VIRTIO_NIC"').replace('net=rtl8139', 'net=virtio');
+    const lab = await startLab([`tcp:${port}:10.10.10.33:7`], xml);
+    try {
+      expect(lab.guest.kernel.log.join('\n')).toMatch(/virtio/i);
+      const data = random(100 * 1024 * 1024, 43);
+      const back = await exchange(port, data);
+      expect(back.length).toBe(data.length);
+      expect(sha(back)).toBe(sha(data));
+    } finally {
+      lab.close();
+    }
+  }, 120_000);
+
   it('200 concurrent connections each exchange data byte-exact and nothing is left open', async () => {
     const port = await freePort();
     const lab = await startLab([`tcp:${port}:10.10.10.33:7`]);

@@ -1,0 +1,513 @@
+import type { FramePort } from '../../net/frame-port.js';
+import { MAX_FRAME, MIN_FRAME } from '../../net/frame-port.js';
+import { internetChecksum } from '../../net/wire/checksum.js';
+import type { DeviceConfig } from '../config/types.js';
+import type { DeviceContext, DeviceState, NicDevice } from '../vmm/device.js';
+import type { AccessSize } from '../vmm/io-bus.js';
+import { PciFunction } from '../vmm/pci.js';
+import { SplitVirtqueue, isVirtqError, type Chain, type VirtqError } from './virtqueue.js';
+
+/**
+ * virtio-net over the legacy virtio-pci transport (virtio 1.x §4.1.4.8 "Legacy Interfaces: A Note
+ * on PCI Device Layout", §5.1 "Network Device"): PCI 1af4:1000, subsystem id 1 (network), one I/O
+ * BAR with the legacy register block, INTx only (no MSI-X, so device config starts at 0x14).
+ * Queues: 0 receive, 1 transmit; no control queue is offered.
+ *
+ * Receive filtering: without VIRTIO_NET_F_CTRL_RX a legacy driver has no way to program a filter,
+ * and Linux's virtio_net treats such a device as already doing the right thing. We deliver what a
+ * NIC in its default mode would: frames to our own MAC (the one in config space, which a legacy
+ * driver may rewrite), broadcast, and every multicast. Other unicast frames are ignored and counted.
+ */
+export const VIRTIO_PCI_HOST_FEATURES = 0x00;
+export const VIRTIO_PCI_GUEST_FEATURES = 0x04;
+export const VIRTIO_PCI_QUEUE_PFN = 0x08;
+export const VIRTIO_PCI_QUEUE_NUM = 0x0c;
+export const VIRTIO_PCI_QUEUE_SEL = 0x0e;
+export const VIRTIO_PCI_QUEUE_NOTIFY = 0x10;
+export const VIRTIO_PCI_STATUS = 0x12;
+export const VIRTIO_PCI_ISR = 0x13;
+/** Device-specific config without MSI-X: struct virtio_net_config { mac[6]; status u16 }. */
+export const VIRTIO_PCI_CONFIG = 0x14;
+export const VIRTIO_NET_CONFIG_MAC = VIRTIO_PCI_CONFIG;
+export const VIRTIO_NET_CONFIG_STATUS = VIRTIO_PCI_CONFIG + 6;
+const CONFIG_END = VIRTIO_PCI_CONFIG + 8;
+/** The BAR is a power of two covering the 0x1C bytes of registers. */
+const BAR_SIZE = 32;
+
+/** Device status bits (§2.1). */
+export const VIRTIO_CONFIG_S_ACKNOWLEDGE = 1;
+export const VIRTIO_CONFIG_S_DRIVER = 2;
+export const VIRTIO_CONFIG_S_DRIVER_OK = 4;
+export const VIRTIO_CONFIG_S_FEATURES_OK = 8;
+export const VIRTIO_CONFIG_S_FAILED = 0x80;
+
+/** ISR bits (§4.1.4.5). */
+export const VIRTIO_PCI_ISR_QUEUE = 1;
+export const VIRTIO_PCI_ISR_CONFIG = 2;
+
+/** Feature bits (§5.1.3, §6). */
+export const VIRTIO_NET_F_CSUM = 0;
+export const VIRTIO_NET_F_GUEST_CSUM = 1;
+export const VIRTIO_NET_F_MAC = 5;
+export const VIRTIO_NET_F_GUEST_TSO4 = 7;
+export const VIRTIO_NET_F_HOST_TSO4 = 11;
+export const VIRTIO_NET_F_MRG_RXBUF = 15;
+export const VIRTIO_NET_F_STATUS = 16;
+export const VIRTIO_NET_F_CTRL_VQ = 17;
+export const VIRTIO_RING_F_INDIRECT_DESC = 28;
+export const VIRTIO_RING_F_EVENT_IDX = 29;
+
+export const VIRTIO_NET_S_LINK_UP = 1;
+
+/** virtio_net_hdr (§5.1.6). */
+export const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
+export const VIRTIO_NET_HDR_F_DATA_VALID = 2;
+export const VIRTIO_NET_HDR_GSO_NONE = 0;
+export const VIRTIO_NET_HDR_LEN = 10;
+export const VIRTIO_NET_HDR_MRG_LEN = 12;
+
+export const VIRTIO_NET_RX_QUEUE = 0;
+export const VIRTIO_NET_TX_QUEUE = 1;
+/** Queue size offered for both queues (Linux and QEMU's legacy default). */
+export const VIRTIO_NET_QUEUE_SIZE = 256;
+
+const bit = (n: number): number => (1 << n) >>> 0;
+
+export const VIRTIO_NET_HOST_FEATURES =
+  (bit(VIRTIO_NET_F_CSUM) |
+    bit(VIRTIO_NET_F_GUEST_CSUM) |
+    bit(VIRTIO_NET_F_MAC) |
+    bit(VIRTIO_NET_F_MRG_RXBUF) |
+    bit(VIRTIO_NET_F_STATUS) |
+    bit(VIRTIO_RING_F_INDIRECT_DESC) |
+    bit(VIRTIO_RING_F_EVENT_IDX)) >>>
+  0;
+
+/** The width of each legacy header register (virtio 1.x §4.1.4.8, the legacy layout table). */
+const REGISTER_WIDTH: Record<number, AccessSize> = {
+  [VIRTIO_PCI_HOST_FEATURES]: 4,
+  [VIRTIO_PCI_GUEST_FEATURES]: 4,
+  [VIRTIO_PCI_QUEUE_PFN]: 4,
+  [VIRTIO_PCI_QUEUE_NUM]: 2,
+  [VIRTIO_PCI_QUEUE_SEL]: 2,
+  [VIRTIO_PCI_QUEUE_NOTIFY]: 2,
+  [VIRTIO_PCI_STATUS]: 1,
+  [VIRTIO_PCI_ISR]: 1,
+};
+
+export class VirtioNet implements NicDevice {
+  readonly className = 'LNX_VIRTIO_NIC';
+  readonly model = 'virtio';
+  state: DeviceState = 'running';
+  readonly pci: PciFunction;
+  private port: FramePort | null = null;
+  private readonly queues: SplitVirtqueue[];
+  private guestFeatures = 0;
+  private queueSel = 0;
+  private status = 0;
+  private isr = 0;
+  /** struct virtio_net_config: the MAC (a legacy driver may rewrite it) and link status. */
+  private readonly config = new Uint8Array(8);
+  private readonly stats = {
+    txFrames: 0,
+    txBytes: 0,
+    txErrors: 0,
+    txChecksumsFilled: 0,
+    rxFrames: 0,
+    rxBytes: 0,
+    rxDropNoBuffer: 0,
+    rxDropNotReady: 0,
+    rxDropTooBig: 0,
+    rxDropFiltered: 0,
+    rxBuffersMerged: 0,
+    notifies: 0,
+    interrupts: 0,
+    interruptsSuppressed: 0,
+    resets: 0,
+  };
+
+  constructor(
+    private readonly ctx: DeviceContext,
+    readonly id: string,
+    readonly mac: Uint8Array,
+  ) {
+    this.pci = new PciFunction(
+      id,
+      // Subsystem id 1 = network card (§4.1.2.1: legacy devices name their type there).
+      { vendorId: 0x1af4, deviceId: 0x1000, classCode: 0x020000, revision: 0, subsystemVendorId: 0x1af4, subsystemId: 1, interruptPin: 1 },
+      [{ kind: 'io', size: BAR_SIZE, handler: { read: (o, s) => this.read(o, s), write: (o, s, v) => this.write(o, s, v) } }],
+    );
+    this.queues = [new SplitVirtqueue(ctx.memory, 0, VIRTIO_NET_QUEUE_SIZE), new SplitVirtqueue(ctx.memory, 1, VIRTIO_NET_QUEUE_SIZE)];
+    this.config.set(mac, 0);
+    this.config[6] = VIRTIO_NET_S_LINK_UP;
+  }
+
+  counters(): Record<string, number> {
+    return { ...this.stats };
+  }
+
+  attach(port: FramePort): void {
+    this.port = port;
+    port.setReceiver((frame) => this.receive(frame));
+  }
+
+  stop(): void {
+    this.state = 'stopped';
+    this.port?.setReceiver(null);
+    this.pci.setIntx(false);
+  }
+
+  private has(feature: number): boolean {
+    return (this.guestFeatures & bit(feature)) !== 0;
+  }
+
+  private get hdrLen(): number {
+    return this.has(VIRTIO_NET_F_MRG_RXBUF) ? VIRTIO_NET_HDR_MRG_LEN : VIRTIO_NET_HDR_LEN;
+  }
+
+  private get driverOk(): boolean {
+    return (this.status & VIRTIO_CONFIG_S_DRIVER_OK) !== 0 && (this.status & VIRTIO_CONFIG_S_FAILED) === 0;
+  }
+
+  private fail(message: string): void {
+    if (this.state !== 'running') return;
+    this.ctx.fail(this.id, message);
+    // The VM calls stop(); make sure we are stopped even if no VM is listening.
+    this.stop();
+  }
+
+  /** Writing 0 to the status register resets the device (§2.1.2, §4.1.4.8 legacy). */
+  private reset(): void {
+    this.stats.resets++;
+    for (const q of this.queues) {
+      q.reset();
+      q.indirectEnabled = false;
+      q.eventIdxEnabled = false;
+    }
+    this.guestFeatures = 0;
+    this.queueSel = 0;
+    this.status = 0;
+    this.isr = 0;
+    this.pci.setIntx(false);
+  }
+
+  private read(off: number, size: AccessSize): number {
+    if (off >= VIRTIO_PCI_CONFIG) {
+      if (off + size > CONFIG_END) return size === 4 ? 0xffffffff : size === 2 ? 0xffff : 0xff;
+      let v = 0;
+      for (let i = size - 1; i >= 0; i--) v = (v << 8) | this.config[off - VIRTIO_PCI_CONFIG + i]!;
+      return v >>> 0;
+    }
+    switch (this.register(off, size, 'read')) {
+      case VIRTIO_PCI_HOST_FEATURES:
+        return VIRTIO_NET_HOST_FEATURES;
+      case VIRTIO_PCI_GUEST_FEATURES:
+        return this.guestFeatures;
+      case VIRTIO_PCI_QUEUE_PFN:
+        return this.queues[this.queueSel]?.pfn ?? 0;
+      case VIRTIO_PCI_QUEUE_NUM:
+        // 0 says "no such queue": how a driver finds out there is no control queue.
+        return this.queues[this.queueSel]?.size ?? 0;
+      case VIRTIO_PCI_QUEUE_SEL:
+        return this.queueSel;
+      case VIRTIO_PCI_QUEUE_NOTIFY:
+        return 0;
+      case VIRTIO_PCI_STATUS:
+        return this.status;
+      case VIRTIO_PCI_ISR: {
+        // Read-to-clear, and the read is the interrupt acknowledge: INTx drops (§4.1.4.5).
+        const v = this.isr;
+        this.isr = 0;
+        this.pci.setIntx(false);
+        return v;
+      }
+      default:
+        return 0xffffffff >>> (32 - 8 * size);
+    }
+  }
+
+  /**
+   * The legacy header's registers have one width each; an access of another width or offset is a
+   * driver bug we report rather than guess at (Palacios' PrintError on unhandled registers).
+   */
+  private register(off: number, size: AccessSize, what: 'read' | 'write'): number {
+    if (REGISTER_WIDTH[off] === size) return off;
+    this.fail(`${size}-byte ${what} at BAR0+0x${off.toString(16)}: not a legacy virtio-pci register of that width`);
+    return -1;
+  }
+
+  private write(off: number, size: AccessSize, value: number): void {
+    if (this.state !== 'running') return;
+    if (off >= VIRTIO_PCI_CONFIG) {
+      // A legacy driver without CTRL_MAC_ADDR sets the MAC by writing config space; status is read-only.
+      if (off + size > VIRTIO_NET_CONFIG_STATUS) {
+        this.fail(`write to read-only device config at BAR0+0x${off.toString(16)}`);
+        return;
+      }
+      for (let i = 0; i < size; i++) this.config[off - VIRTIO_PCI_CONFIG + i] = (value >>> (8 * i)) & 0xff;
+      return;
+    }
+    switch (this.register(off, size, 'write')) {
+      case VIRTIO_PCI_GUEST_FEATURES:
+        this.setGuestFeatures(value >>> 0);
+        return;
+      case VIRTIO_PCI_QUEUE_PFN: {
+        const q = this.queues[this.queueSel];
+        if (!q) {
+          this.fail(`QUEUE_PFN written for queue ${this.queueSel}, which does not exist (QUEUE_NUM reads 0)`);
+          return;
+        }
+        const r = q.setPfn(value >>> 0);
+        if (isVirtqError(r)) this.fail(r.message);
+        return;
+      }
+      case VIRTIO_PCI_QUEUE_SEL:
+        this.queueSel = value & 0xffff;
+        return;
+      case VIRTIO_PCI_QUEUE_NOTIFY:
+        this.notify(value & 0xffff);
+        return;
+      case VIRTIO_PCI_STATUS:
+        this.setStatus(value & 0xff);
+        return;
+      case VIRTIO_PCI_HOST_FEATURES:
+      case VIRTIO_PCI_QUEUE_NUM:
+      case VIRTIO_PCI_ISR:
+        this.fail(`write of 0x${value.toString(16)} to read-only register BAR0+0x${off.toString(16)}`);
+        return;
+      default:
+        return; // register() has already fail-stopped
+    }
+  }
+
+  private setGuestFeatures(features: number): void {
+    if (this.status & VIRTIO_CONFIG_S_DRIVER_OK) {
+      this.fail('guest features written after DRIVER_OK');
+      return;
+    }
+    const unknown = features & ~VIRTIO_NET_HOST_FEATURES;
+    if (unknown) {
+      // §2.2.1: the driver MUST NOT accept a feature the device did not offer.
+      this.fail(`driver accepted features 0x${(unknown >>> 0).toString(16)} the device did not offer`);
+      return;
+    }
+    this.guestFeatures = features;
+    for (const q of this.queues) {
+      q.indirectEnabled = this.has(VIRTIO_RING_F_INDIRECT_DESC);
+      q.eventIdxEnabled = this.has(VIRTIO_RING_F_EVENT_IDX);
+    }
+  }
+
+  private setStatus(value: number): void {
+    if (value === 0) {
+      this.reset();
+      return;
+    }
+    const wasOk = this.driverOk;
+    this.status = value;
+    if (!wasOk && this.driverOk) {
+      // Frames are refused, never queued, while the receive queue is empty, so the device never
+      // waits for receive buffers: tell the driver not to notify us about them (saves an exit each).
+      const r = this.queues[VIRTIO_NET_RX_QUEUE]!.setNotify(false);
+      if (isVirtqError(r)) {
+        this.fail(r.message);
+        return;
+      }
+      // The driver may have queued transmits before DRIVER_OK; they go now.
+      this.processTx();
+    }
+  }
+
+  private notify(queue: number): void {
+    this.stats.notifies++;
+    if (queue === VIRTIO_NET_TX_QUEUE) {
+      if (this.driverOk) this.processTx();
+      return;
+    }
+    if (queue === VIRTIO_NET_RX_QUEUE) return; // buffers are taken when frames arrive
+    this.fail(`notify for queue ${queue}, which does not exist`);
+  }
+
+  /** Send every chain the driver made available on the transmit queue (§5.1.6.2). */
+  private processTx(): void {
+    const q = this.queues[VIRTIO_NET_TX_QUEUE]!;
+    if (!q.ready || !this.pci.busMaster) return;
+    let sent = 0;
+    // Bounded by the ring: a driver adding buffers as fast as we consume cannot keep us here.
+    for (let budget = 0; budget < q.size; budget++) {
+      const chain = q.pop();
+      if (chain === null) break;
+      if (isVirtqError(chain)) return this.fail(chain.message);
+      const err = this.transmitChain(q, chain);
+      if (err) return this.fail(err.message);
+      // Transmit buffers are only read: the used length is 0 (§2.7.8).
+      const r = q.push(chain.head, 0);
+      if (isVirtqError(r)) return this.fail(r.message);
+      sent++;
+    }
+    if (sent > 0) this.completed(q);
+  }
+
+  /** One packet: header, then the frame; a malformed packet is dropped and counted, as NICs do. */
+  private transmitChain(q: SplitVirtqueue, chain: Chain): VirtqError | null {
+    const hdrLen = this.hdrLen;
+    if (chain.readableLength < hdrLen + MIN_FRAME || chain.readableLength > hdrLen + MAX_FRAME) {
+      this.stats.txErrors++;
+      return null;
+    }
+    const bytes = q.gather(chain);
+    if (isVirtqError(bytes)) return bytes;
+    this.ctx.telemetry.record('dma', this.id);
+    const hv = new DataView(bytes.buffer, bytes.byteOffset, hdrLen);
+    const flags = hv.getUint8(0);
+    const gsoType = hv.getUint8(1);
+    const csumStart = hv.getUint16(6, true);
+    const csumOffset = hv.getUint16(8, true);
+    // No HOST_TSO* is offered, so a GSO packet is one we were never allowed to be given.
+    if (gsoType !== VIRTIO_NET_HDR_GSO_NONE) {
+      this.stats.txErrors++;
+      return null;
+    }
+    const frame = bytes.subarray(hdrLen);
+    if (flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
+      // §5.1.6.2: checksum bytes csum_start..end and store it at csum_start + csum_offset. The
+      // driver has already put the pseudo-header sum in that field, so a plain sum finishes it.
+      if (!this.has(VIRTIO_NET_F_CSUM) || csumStart + csumOffset + 2 > frame.length) {
+        this.stats.txErrors++;
+        return null;
+      }
+      const at = csumStart + csumOffset;
+      const sum = internetChecksum(frame.subarray(csumStart));
+      // 0 goes out as 0xFFFF (the same value in one's complement): a UDP zero means "no checksum".
+      const v = sum === 0 ? 0xffff : sum;
+      frame[at] = v >> 8;
+      frame[at + 1] = v & 0xff;
+      this.stats.txChecksumsFilled++;
+    }
+    this.stats.txFrames++;
+    this.stats.txBytes += frame.length;
+    // The port counts its own drops; to the device the frame has left either way.
+    this.port?.send(frame);
+    return null;
+  }
+
+  private accepts(frame: Uint8Array): boolean {
+    if (frame[0]! & 1) return true; // broadcast and multicast
+    for (let i = 0; i < 6; i++) if (frame[i] !== this.config[i]) return false;
+    return true;
+  }
+
+  /** A frame from the wire into the guest's receive buffers (§5.1.6.3, §5.1.6.4). */
+  private receive(frame: Uint8Array): boolean {
+    if (this.state !== 'running') return false;
+    const q = this.queues[VIRTIO_NET_RX_QUEUE]!;
+    if (!this.driverOk || !q.ready || !this.pci.busMaster) {
+      this.stats.rxDropNotReady++;
+      return false;
+    }
+    if (frame.length < MIN_FRAME) return false;
+    if (!this.accepts(frame)) {
+      // Not for us: ignored, as a NIC ignores it; not a drop on the link.
+      this.stats.rxDropFiltered++;
+      return true;
+    }
+    const hdrLen = this.hdrLen;
+    const mergeable = this.has(VIRTIO_NET_F_MRG_RXBUF);
+    // Header then frame, as one byte stream laid across the buffers. flags 0: we have not
+    // verified the frame's checksums and it has none left to fill in; gso_type NONE.
+    const packet = new Uint8Array(hdrLen + frame.length);
+    packet.set(frame, hdrLen);
+    const chains: { chain: Chain; len: number }[] = [];
+    let off = 0;
+    while (off < packet.length) {
+      const chain = q.pop();
+      if (isVirtqError(chain)) {
+        this.fail(chain.message);
+        return false;
+      }
+      if (chain === null) {
+        // Out of buffers: give back what we took and refuse the frame (the port counts it).
+        q.unpop(chains.length);
+        this.stats.rxDropNoBuffer++;
+        return false;
+      }
+      const room = chain.writableLength;
+      if (!mergeable && room < packet.length) {
+        // Without MRG_RXBUF one buffer must hold the whole packet (§5.1.6.3.1). Drop the frame and
+        // leave the buffer posted for a smaller one.
+        q.unpop(chains.length + 1);
+        this.stats.rxDropTooBig++;
+        return false;
+      }
+      if (room === 0) {
+        this.fail(`receive buffer (head ${chain.head}) has no device-writable space`);
+        return false;
+      }
+      const len = Math.min(room, packet.length - off);
+      chains.push({ chain, len });
+      off += len;
+    }
+    if (mergeable) {
+      // num_buffers: how many used entries this packet spans.
+      packet[10] = chains.length & 0xff;
+      packet[11] = chains.length >> 8;
+      if (chains.length > 1) this.stats.rxBuffersMerged += chains.length - 1;
+    }
+    off = 0;
+    for (const { chain, len } of chains) {
+      const w = q.scatter(chain, packet.subarray(off, off + len));
+      if (isVirtqError(w)) {
+        this.fail(w.message);
+        return false;
+      }
+      const r = q.push(chain.head, len);
+      if (isVirtqError(r)) {
+        this.fail(r.message);
+        return false;
+      }
+      off += len;
+    }
+    this.ctx.telemetry.record('dma', this.id);
+    this.stats.rxFrames++;
+    this.stats.rxBytes += frame.length;
+    this.completed(q);
+    return this.state === 'running';
+  }
+
+  /** Publish used entries and interrupt unless the driver asked us not to (§2.7.10). */
+  private completed(q: SplitVirtqueue): void {
+    const want = q.publish();
+    if (isVirtqError(want)) return this.fail(want.message);
+    if (!want) {
+      this.stats.interruptsSuppressed++;
+      return;
+    }
+    this.raise(VIRTIO_PCI_ISR_QUEUE);
+  }
+
+  private raise(bits: number): void {
+    if (this.state !== 'running') return;
+    const wasPending = this.isr !== 0;
+    this.isr |= bits;
+    if (!wasPending) this.stats.interrupts++;
+    this.pci.setIntx(true);
+  }
+
+  /** The link went up or down (a backend's carrier): config-change interrupt with STATUS. */
+  setLink(up: boolean): void {
+    const was = (this.config[6]! & VIRTIO_NET_S_LINK_UP) !== 0;
+    if (was === up) return;
+    this.config[6] = up ? this.config[6]! | VIRTIO_NET_S_LINK_UP : this.config[6]! & ~VIRTIO_NET_S_LINK_UP;
+    if (this.driverOk && this.has(VIRTIO_NET_F_STATUS)) this.raise(VIRTIO_PCI_ISR_CONFIG);
+  }
+}
+
+export function createVirtioNet(ctx: DeviceContext, cfg: DeviceConfig): VirtioNet | { error: string } {
+  if (!ctx.pci) return { error: 'a virtio-net NIC is a PCI device: add <device class="PCI" id="pci0"/> before it and <bus>pci0</bus> to it' };
+  if (!cfg.mac) return { error: `virtio-net "${cfg.id}" has no MAC` };
+  const slot = ctx.pci.freeSlot();
+  if (slot === null) return { error: 'no free PCI slot (32 slots, one taken by the host bridge)' };
+  const dev = new VirtioNet(ctx, cfg.id, cfg.mac);
+  ctx.pci.add(dev.pci, slot);
+  return dev;
+}

@@ -1,0 +1,354 @@
+import type { GuestDriver, GuestKernel, BoundDriver } from '../kernel.js';
+import type { PciDeviceInfo } from '../pci.js';
+import type { GuestHardware } from '../hardware.js';
+import type { DmaRegion } from '../dma.js';
+import { NetDriverPort } from '../net-driver.js';
+
+/**
+ * A virtio-net driver over the legacy virtio-pci transport, shaped like Linux's virtio_net on
+ * virtio_pci_legacy: reset, ACKNOWLEDGE, DRIVER, feature negotiation, one legacy ring per queue
+ * (the device fixes its size; we hand over a page frame number), receive buffers posted before
+ * DRIVER_OK. Transmit completions are reaped on the next transmit with their interrupts
+ * suppressed (as virtio_net's start_xmit does); receive completions arrive by interrupt.
+ * Everything here comes from the virtio spec; the driver knows nothing of the device model.
+ */
+const VIRTIO_PCI_HOST_FEATURES = 0x00;
+const VIRTIO_PCI_GUEST_FEATURES = 0x04;
+const VIRTIO_PCI_QUEUE_PFN = 0x08;
+const VIRTIO_PCI_QUEUE_NUM = 0x0c;
+const VIRTIO_PCI_QUEUE_SEL = 0x0e;
+const VIRTIO_PCI_QUEUE_NOTIFY = 0x10;
+const VIRTIO_PCI_STATUS = 0x12;
+const VIRTIO_PCI_ISR = 0x13;
+const VIRTIO_PCI_CONFIG = 0x14; // no MSI-X
+const VIRTIO_PCI_QUEUE_ADDR_SHIFT = 12;
+const VIRTIO_PCI_VRING_ALIGN = 4096;
+
+const S_ACKNOWLEDGE = 1;
+const S_DRIVER = 2;
+const S_DRIVER_OK = 4;
+const S_FAILED = 0x80;
+
+const ISR_QUEUE = 1;
+const ISR_CONFIG = 2;
+
+const F_MAC = 5;
+const F_MRG_RXBUF = 15;
+const F_STATUS = 16;
+const NET_S_LINK_UP = 1;
+
+const DESC_F_WRITE = 2;
+const AVAIL_F_NO_INTERRUPT = 1;
+const USED_F_NO_NOTIFY = 1;
+
+const RX_QUEUE = 0;
+const TX_QUEUE = 1;
+/** Largest frame we send or expect in one buffer: Ethernet with a VLAN tag, no FCS. */
+const MAX_PACKET = 1518;
+/** Receive buffers with MRG_RXBUF: a frame larger than one spans several (num_buffers). */
+const MRG_RX_BUF = 2048;
+
+const bit = (n: number): number => (1 << n) >>> 0;
+
+/** The driver's side of one legacy split ring in DMA memory (vring_init's layout). */
+class DriverRing {
+  readonly size: number;
+  private readonly dv: DataView;
+  private readonly availOff: number;
+  private readonly usedOff: number;
+  /** Free-running 16-bit indices: ours for avail, how far we have read used. */
+  private availIdx = 0;
+  lastUsed = 0;
+
+  constructor(
+    readonly region: DmaRegion,
+    size: number,
+  ) {
+    this.size = size;
+    this.dv = new DataView(region.bytes.buffer, region.bytes.byteOffset, region.bytes.byteLength);
+    this.availOff = 16 * size;
+    this.usedOff = align(this.availOff + 6 + 2 * size, VIRTIO_PCI_VRING_ALIGN);
+  }
+
+  static bytes(size: number): number {
+    const used = align(16 * size + 6 + 2 * size, VIRTIO_PCI_VRING_ALIGN);
+    return align(used + 6 + 8 * size, VIRTIO_PCI_VRING_ALIGN);
+  }
+
+  setDesc(i: number, addr: number, len: number, flags: number): void {
+    const at = 16 * i;
+    this.dv.setUint32(at, addr >>> 0, true);
+    this.dv.setUint32(at + 4, Math.floor(addr / 2 ** 32), true);
+    this.dv.setUint32(at + 8, len, true);
+    this.dv.setUint16(at + 12, flags, true);
+    this.dv.setUint16(at + 14, 0, true);
+  }
+
+  /** Put a chain head in the available ring; visible to the device after `publish`. */
+  add(head: number): void {
+    this.dv.setUint16(this.availOff + 4 + 2 * (this.availIdx % this.size), head, true);
+    this.availIdx = (this.availIdx + 1) & 0xffff;
+  }
+
+  publish(): void {
+    this.dv.setUint16(this.availOff + 2, this.availIdx, true);
+  }
+
+  setAvailFlags(flags: number): void {
+    this.dv.setUint16(this.availOff, flags, true);
+  }
+
+  /** The device asked not to be notified (VRING_USED_F_NO_NOTIFY). */
+  get notifySuppressed(): boolean {
+    return (this.dv.getUint16(this.usedOff, true) & USED_F_NO_NOTIFY) !== 0;
+  }
+
+  /** Used entries not yet read; null when the device's index is impossible. */
+  usedPending(): number | null {
+    const n = (this.dv.getUint16(this.usedOff + 2, true) - this.lastUsed) & 0xffff;
+    return n > this.size ? null : n;
+  }
+
+  /** The next used entry (call only when usedPending() > 0). */
+  nextUsed(): { id: number; len: number } {
+    const at = this.usedOff + 4 + 8 * (this.lastUsed % this.size);
+    this.lastUsed = (this.lastUsed + 1) & 0xffff;
+    return { id: this.dv.getUint32(at, true), len: this.dv.getUint32(at + 4, true) };
+  }
+}
+
+function align(n: number, a: number): number {
+  return Math.ceil(n / a) * a;
+}
+
+export class VirtioNetPort extends NetDriverPort {
+  mac: Uint8Array = new Uint8Array(6);
+  private readonly features: number;
+  private readonly hdrLen: number;
+  private rx!: DriverRing;
+  private tx!: DriverRing;
+  private rxBufSize = 0;
+  private rxBufs!: DmaRegion;
+  private txBufs!: DmaRegion;
+  private txBufSize = 0;
+  /** Transmit descriptors not in flight (one descriptor and one buffer per packet). */
+  private txFree: number[] = [];
+  readonly driverStats = { interrupts: 0, configChanges: 0, rxErrors: 0, txErrors: 0, txRingFull: 0, kicks: 0, kicksSuppressed: 0 };
+
+  constructor(
+    name: string,
+    private readonly hw: GuestHardware,
+    private readonly io: number,
+    hostFeatures: number,
+  ) {
+    super(name);
+    const wanted = bit(F_MAC) | bit(F_STATUS) | bit(F_MRG_RXBUF);
+    this.features = (hostFeatures & wanted) >>> 0;
+    this.hdrLen = this.has(F_MRG_RXBUF) ? 12 : 10;
+  }
+
+  get negotiatedFeatures(): number {
+    return this.features;
+  }
+
+  private has(f: number): boolean {
+    return (this.features & bit(f)) !== 0;
+  }
+
+  linkUp(): boolean {
+    if (!this.has(F_STATUS)) return true; // without STATUS the link is always up (§5.1.4)
+    return (this.hw.inb(this.io + VIRTIO_PCI_CONFIG + 6) & NET_S_LINK_UP) !== 0;
+  }
+
+  /** virtnet_probe after feature negotiation: MAC, rings, receive buffers. Null or an error. */
+  setup(kernel: GuestKernel): string | null {
+    const { hw, io } = this;
+    hw.outl(io + VIRTIO_PCI_GUEST_FEATURES, this.features);
+    if (this.has(F_MAC)) {
+      this.mac = new Uint8Array(6).map((_, i) => hw.inb(io + VIRTIO_PCI_CONFIG + i));
+    } else {
+      // No MAC from the device: pick a locally administered one and tell the device (legacy way).
+      const t = Math.floor(kernel.hw.clock.now()) >>> 0;
+      this.mac = new Uint8Array([0x02, 0x00, (t >>> 24) & 0xff, (t >>> 16) & 0xff, (t >>> 8) & 0xff, (io & 0xff) ^ t]);
+      this.mac.forEach((b, i) => hw.outb(io + VIRTIO_PCI_CONFIG + i, b));
+    }
+    const rx = this.setupQueue(kernel, RX_QUEUE);
+    if (typeof rx === 'string') return rx;
+    const tx = this.setupQueue(kernel, TX_QUEUE);
+    if (typeof tx === 'string') return tx;
+    this.rx = rx;
+    this.tx = tx;
+    // With mergeable buffers the header counts as part of the first buffer's data.
+    this.rxBufSize = this.has(F_MRG_RXBUF) ? MRG_RX_BUF : this.hdrLen + MAX_PACKET;
+    this.txBufSize = this.hdrLen + MAX_PACKET;
+    const rxBufs = kernel.dma.alloc(rx.size * this.rxBufSize, 64);
+    const txBufs = kernel.dma.alloc(tx.size * this.txBufSize, 64);
+    if (!rxBufs || !txBufs) return 'out of DMA memory for packet buffers';
+    this.rxBufs = rxBufs;
+    this.txBufs = txBufs;
+    // Receive: descriptor i always describes buffer i; posting a buffer is putting i in avail.
+    for (let i = 0; i < rx.size; i++) {
+      rx.setDesc(i, rxBufs.phys + i * this.rxBufSize, this.rxBufSize, DESC_F_WRITE);
+      rx.add(i);
+    }
+    rx.publish();
+    this.kick(rx, RX_QUEUE);
+    // Transmit completions are reaped on the next transmit: no interrupt needed for them.
+    tx.setAvailFlags(AVAIL_F_NO_INTERRUPT);
+    this.txFree = Array.from({ length: tx.size }, (_, i) => tx.size - 1 - i);
+    return null;
+  }
+
+  private setupQueue(kernel: GuestKernel, index: number): DriverRing | string {
+    const { hw, io } = this;
+    hw.outw(io + VIRTIO_PCI_QUEUE_SEL, index);
+    const num = hw.inw(io + VIRTIO_PCI_QUEUE_NUM);
+    if (num === 0) return `queue ${index} does not exist`;
+    if ((num & (num - 1)) !== 0 || num > 32768) return `queue ${index} size ${num} is not a power of two`;
+    if (hw.inl(io + VIRTIO_PCI_QUEUE_PFN) !== 0) return `queue ${index} is already active`;
+    const region = kernel.dma.alloc(DriverRing.bytes(num), VIRTIO_PCI_VRING_ALIGN);
+    if (!region) return `out of DMA memory for queue ${index} (${num} entries)`;
+    hw.outl(io + VIRTIO_PCI_QUEUE_PFN, region.phys / 2 ** VIRTIO_PCI_QUEUE_ADDR_SHIFT);
+    return new DriverRing(region, num);
+  }
+
+  /** Notify the device about new buffers unless it said it does not need to hear. */
+  private kick(ring: DriverRing, queue: number): void {
+    if (ring.notifySuppressed) {
+      this.driverStats.kicksSuppressed++;
+      return;
+    }
+    this.driverStats.kicks++;
+    this.hw.outw(this.io + VIRTIO_PCI_QUEUE_NOTIFY, queue);
+  }
+
+  protected transmit(frame: Uint8Array): boolean {
+    if (frame.length > MAX_PACKET) return false;
+    this.reapTx();
+    const i = this.txFree.pop();
+    if (i === undefined) {
+      this.driverStats.txRingFull++;
+      return false;
+    }
+    const off = i * this.txBufSize;
+    const buf = this.txBufs.bytes;
+    // virtio_net_hdr all zero: no checksum to fill in, no GSO (and num_buffers 0 on transmit).
+    buf.fill(0, off, off + this.hdrLen);
+    buf.set(frame, off + this.hdrLen);
+    this.tx.setDesc(i, this.txBufs.phys + off, this.hdrLen + frame.length, 0);
+    this.tx.add(i);
+    this.tx.publish();
+    this.kick(this.tx, TX_QUEUE);
+    return true;
+  }
+
+  private reapTx(): void {
+    const n = this.tx.usedPending();
+    if (n === null) {
+      this.driverStats.txErrors++;
+      return;
+    }
+    for (let k = 0; k < n; k++) {
+      const { id } = this.tx.nextUsed();
+      if (id < this.tx.size && !this.txFree.includes(id)) this.txFree.push(id);
+    }
+  }
+
+  handleInterrupt(): void {
+    // Reading ISR acknowledges the interrupt and lowers the line.
+    const isr = this.hw.inb(this.io + VIRTIO_PCI_ISR);
+    if (isr === 0) return; // shared line, not ours
+    this.driverStats.interrupts++;
+    if (isr & ISR_CONFIG) this.driverStats.configChanges++;
+    if (isr & ISR_QUEUE) {
+      this.reapTx();
+      this.receive();
+    }
+  }
+
+  /** Take every used receive buffer, deliver the frames, and post the buffers again. */
+  private receive(): void {
+    const rx = this.rx;
+    const pending = rx.usedPending();
+    if (pending === null) {
+      this.driverStats.rxErrors++;
+      return;
+    }
+    const bufs = this.rxBufs.bytes;
+    let left = pending;
+    const repost: number[] = [];
+    const take = (): { id: number; len: number } | null => {
+      if (left === 0) return null;
+      left--;
+      const e = rx.nextUsed();
+      if (e.id >= rx.size || e.len > this.rxBufSize) return null;
+      repost.push(e.id);
+      return e;
+    };
+    while (left > 0) {
+      const first = take();
+      if (!first) {
+        this.driverStats.rxErrors++;
+        continue;
+      }
+      const base = first.id * this.rxBufSize;
+      if (first.len < this.hdrLen) {
+        this.driverStats.rxErrors++;
+        continue;
+      }
+      const numBuffers = this.has(F_MRG_RXBUF) ? bufs[base + 10]! | (bufs[base + 11]! << 8) : 1;
+      const parts = [bufs.subarray(base + this.hdrLen, base + first.len)];
+      let ok = numBuffers >= 1;
+      for (let k = 1; ok && k < numBuffers; k++) {
+        const e = take();
+        if (!e) ok = false;
+        else parts.push(bufs.subarray(e.id * this.rxBufSize, e.id * this.rxBufSize + e.len));
+      }
+      const total = parts.reduce((s, p) => s + p.length, 0);
+      if (!ok || total < 14) {
+        this.driverStats.rxErrors++;
+        continue;
+      }
+      const frame = new Uint8Array(total);
+      let o = 0;
+      for (const p of parts) {
+        frame.set(p, o);
+        o += p.length;
+      }
+      this.deliver(frame);
+    }
+    for (const id of repost) rx.add(id);
+    if (repost.length > 0) {
+      rx.publish();
+      this.kick(rx, RX_QUEUE);
+    }
+  }
+}
+
+export const virtioNetDriver: GuestDriver = {
+  name: 'virtio_net',
+  // Legacy virtio devices are 1af4:1000–103f; the subsystem id says which kind (1 = network).
+  matches: (d: PciDeviceInfo) => d.vendorId === 0x1af4 && d.deviceId === 0x1000 && d.subsystemId === 1,
+  attach(kernel: GuestKernel, dev: PciDeviceInfo): BoundDriver | { error: string } {
+    const bar = dev.bars[0];
+    if (!bar || bar.kind !== 'io') return { error: 'BAR0 is not an I/O BAR' };
+    kernel.pciAccess.enable(dev);
+    const hw = kernel.hw;
+    const io = bar.base;
+    hw.outb(io + VIRTIO_PCI_STATUS, 0);
+    hw.outb(io + VIRTIO_PCI_STATUS, S_ACKNOWLEDGE);
+    hw.outb(io + VIRTIO_PCI_STATUS, S_ACKNOWLEDGE | S_DRIVER);
+    const port = new VirtioNetPort('eth?', hw, io, hw.inl(io + VIRTIO_PCI_HOST_FEATURES));
+    const err = port.setup(kernel);
+    if (err) {
+      hw.outb(io + VIRTIO_PCI_STATUS, S_ACKNOWLEDGE | S_DRIVER | S_FAILED);
+      return { error: err };
+    }
+    hw.outb(io + VIRTIO_PCI_STATUS, S_ACKNOWLEDGE | S_DRIVER | S_DRIVER_OK);
+    const name = kernel.registerNetDevice(port);
+    (port as { name: string }).name = name;
+    const hex = [...port.mac].map((b) => b.toString(16).padStart(2, '0')).join(':');
+    kernel.printk(`${name}: virtio-net at 0x${io.toString(16)}, ${hex}, IRQ ${dev.irq ?? 'none'}, features 0x${port.negotiatedFeatures.toString(16)}`);
+    return { name: 'virtio_net', irq: dev.irq, handleInterrupt: () => port.handleInterrupt(), netdev: port } as BoundDriver & { netdev: VirtioNetPort };
+  },
+};
