@@ -6,6 +6,7 @@ import { createDeviceRegistry } from '../src/registry.js';
 import { Vm } from '../src/vmm/vm.js';
 import { loadConfig } from './config-loader.js';
 import { assembleLab, type Lab } from './topology.js';
+import { startUp } from './up.js';
 import type { VmConfig } from '../src/config/types.js';
 
 /**
@@ -68,7 +69,22 @@ export function buildProgram(): Command {
     .command('up')
     .description('a guest on host TAP device tapN at 172.2N.0.2 (host side 172.2N.0.1/16); needs root')
     .argument('<tap>', 'TAP device name, e.g. tap2')
-    .action(() => fail('"lab up" is not implemented yet (the TAP backend arrives with issue 5); use "lab run" meanwhile', 3));
+    .addOption(new Option('--nic <model>', 'the guest NIC').choices(['rtl8139', 'ne2k', 'virtio']).default('rtl8139'))
+    .option('--config <file>', 'guest XML instead of the embedded default guest')
+    .option('--vms <n>', 'guests on the switch (addresses from 172.2N.0.2 up)', (v) => Number(v), 1)
+    .option('--bridge <br>', 'enslave the TAP to this existing Linux bridge instead of addressing it')
+    .option('--script <path>', 'run this ifup script with the interface name as $1 (as QEMU does) instead of addressing it')
+    .option('--persist', 'leave the TAP device behind on exit')
+    .addOption(new Option('--for <seconds>', 'stop after this many seconds (default: until Ctrl-C)').argParser(parseSeconds))
+    .addHelpText('after', `
+Examples:
+  $ sudo npx lab up tap2                      then: ping 172.22.0.2; curl http://172.22.0.2/
+  $ sudo npx lab up tap3 --nic virtio --vms 2 guests at 172.23.0.2 and 172.23.0.3
+  $ sudo npx lab up tap12 --bridge br0        TAP on an existing bridge, no host address
+`)
+    .action(async (tap: string, opts: UpCliOptions) => {
+      await upCommand(tap, opts, program.opts<GlobalOptions>());
+    });
 
   program
     .command('redirect')
@@ -108,6 +124,63 @@ function checkCommand(configPath: string | undefined, g: GlobalOptions): void {
   const k = loaded.config.kernel;
   process.stdout.write(`${loaded.source}: ok\n${made.vm.deviceTree()}\n  guest: kernel "${k.cmdline}"; apps ${loaded.config.apps.map((a) => a.name + (a.port ? ':' + a.port : '')).join(', ') || 'none'}\n`);
   made.vm.stop('config check done');
+}
+
+interface UpCliOptions {
+  nic: 'rtl8139' | 'ne2k' | 'virtio';
+  config?: string;
+  vms: number;
+  bridge?: string;
+  script?: string;
+  persist?: boolean;
+  for?: number;
+}
+
+async function upCommand(tap: string, opts: UpCliOptions, g: GlobalOptions): Promise<void> {
+  const registry = createDeviceRegistry();
+  const loaded = loadConfig(opts.config, registry);
+  if (!loaded.ok) fail(`invalid config:\n  ${loaded.messages.join('\n  ')}`, 2);
+  const logger = Logger.fromSpec(g.debug, undefined, g.quiet ?? false);
+  const clock = new RealClock();
+  const say = (t: string): void => {
+    if (!g.quiet) process.stdout.write(t);
+  };
+  const r = startUp({
+    tap,
+    nic: opts.nic === 'ne2k' ? 'ne2k' : opts.nic,
+    vms: opts.vms,
+    bridge: opts.bridge,
+    script: opts.script,
+    persist: opts.persist,
+    clock,
+    logger,
+    registry,
+    config: loaded.config,
+    consoleOut: (vm, t) => say(opts.vms > 1 ? t.replace(/^(?=.)/gm, `[${vm}] `) : t),
+  });
+  if (!r.ok) fail(r.error, r.exitCode);
+  const lab = r.lab;
+  for (const line of lab.summary) say(`${line}\n`);
+  if (lab.hostAddr) say(`ready: try  ping ${lab.guests[0]!.addr}   curl http://${lab.guests[0]!.addr}/   (Ctrl-C stops; kill -USR1 ${process.pid} prints counters)\n`);
+  const counters = (): void => {
+    process.stdout.write(`${tap}: rx ${lab.tap.stats.rxFrames} frames ${lab.tap.stats.rxBytes} bytes, tx ${lab.tap.stats.txFrames} frames ${lab.tap.stats.txBytes} bytes, drops ${lab.tap.stats.txDrops}\n`);
+    process.stdout.write(`switch: ${Object.entries(lab.sw.stats).map(([k, v]) => `${k}=${v}`).join(' ')}\n`);
+    for (const gu of lab.guests) {
+      const vm = gu.guest.vm;
+      process.stdout.write(`${vm.telemetry.report(`telemetry ${vm.config.name}`)}\n`);
+      for (const nic of vm.nics()) process.stdout.write(`  ${nic.id} ${Object.entries(nic.counters()).map(([k, v]) => `${k}=${v}`).join(' ')}\n`);
+    }
+  };
+  process.on('SIGUSR1', counters);
+  await new Promise<void>((resolve) => {
+    const done = (): void => resolve();
+    if (opts.for !== undefined) setTimeout(done, opts.for * 1000);
+    process.once('SIGINT', done);
+    process.once('SIGTERM', done);
+  });
+  lab.close();
+  counters();
+  process.exit(lab.guests.some((gu) => gu.guest.vm.state === 'failed') ? 1 : 0);
 }
 
 interface RunOptions {

@@ -1,0 +1,108 @@
+import type { Clock } from '../net/clock.js';
+import { emptyStats, type FramePort, type FramePortStats, type FrameReceiver } from '../net/frame-port.js';
+
+/**
+ * Link impairments in one direction (what `tc netem` does on a Linux link), seeded so that a run
+ * reproduces: loss, delay with jitter, duplication, reordering (a reordered frame skips the delay
+ * queue's order by being held back an extra delay) and a rate limit (serialisation at `rateMbps`
+ * with a bounded queue; beyond it frames are dropped, as a real bottleneck does).
+ * Wrap the sending end: frames sent through the wrapper reach `inner` impaired.
+ */
+export interface Impairment {
+  lossPct?: number;
+  delayMs?: number;
+  jitterMs?: number;
+  duplicatePct?: number;
+  reorderPct?: number;
+  rateMbps?: number;
+  /** Frames waiting for the rate limiter before new ones are dropped. */
+  queueLimit?: number;
+  seed?: number;
+}
+
+export interface ImpairStats {
+  lost: number;
+  duplicated: number;
+  reordered: number;
+  rateDrops: number;
+}
+
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export class ImpairedPort implements FramePort {
+  readonly stats: FramePortStats = emptyStats();
+  readonly impairStats: ImpairStats = { lost: 0, duplicated: 0, reordered: 0, rateDrops: 0 };
+  private readonly random: () => number;
+  private busyUntil = 0;
+  private queued = 0;
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly inner: FramePort,
+    private readonly o: Impairment,
+  ) {
+    this.random = mulberry32(o.seed ?? 1);
+  }
+
+  get name(): string {
+    return this.inner.name;
+  }
+
+  setReceiver(receiver: FrameReceiver | null): void {
+    this.inner.setReceiver(receiver);
+  }
+
+  send(frame: Uint8Array): boolean {
+    this.stats.txFrames++;
+    this.stats.txBytes += frame.length;
+    if (this.o.lossPct && this.random() * 100 < this.o.lossPct) {
+      this.impairStats.lost++;
+      return true; // lost on the wire: the sender cannot know
+    }
+    const copies = this.o.duplicatePct && this.random() * 100 < this.o.duplicatePct ? 2 : 1;
+    if (copies === 2) this.impairStats.duplicated++;
+    for (let i = 0; i < copies; i++) {
+      if (!this.schedule(frame)) {
+        this.stats.txDrops++;
+        return false;
+      }
+    }
+    return true;
+  }
+
+  private schedule(frame: Uint8Array): boolean {
+    const now = this.clock.now();
+    let at = now;
+    if (this.o.rateMbps) {
+      if (this.queued >= (this.o.queueLimit ?? 1000)) {
+        this.impairStats.rateDrops++;
+        return false;
+      }
+      const start = Math.max(now, this.busyUntil);
+      this.busyUntil = start + (frame.length * 8) / (this.o.rateMbps * 1000);
+      at = this.busyUntil;
+    }
+    let delay = this.o.delayMs ?? 0;
+    if (this.o.jitterMs) delay += (this.random() * 2 - 1) * this.o.jitterMs;
+    if (this.o.reorderPct && this.random() * 100 < this.o.reorderPct) {
+      delay += Math.max(1, this.o.delayMs ?? 1);
+      this.impairStats.reordered++;
+    }
+    const wait = Math.max(0, at - now + delay);
+    this.queued++;
+    this.clock.setTimer(wait, () => {
+      this.queued--;
+      this.inner.send(frame);
+    });
+    return true;
+  }
+}

@@ -1,0 +1,97 @@
+import { closeSync, constants, openSync } from 'node:fs';
+import koffi from 'koffi';
+
+/**
+ * TUNSETIFF through libc's ioctl (koffi), since Node has no ioctl and no maintained npm package
+ * opens Linux TAP devices. `struct ifreq` is 40 bytes on x86-64 and arm64: the name (IFNAMSIZ 16)
+ * then a union whose first member we use is `short ifr_flags`.
+ */
+const TUNSETIFF = 0x400454ca; // _IOW('T', 202, int)
+const TUNSETPERSIST = 0x400454cb; // _IOW('T', 203, int)
+export const IFF_TAP = 0x0002;
+export const IFF_NO_PI = 0x1000;
+const IFNAMSIZ = 16;
+const IFREQ_SIZE = 40;
+
+type IoctlPtr = (fd: number, request: number, arg: Buffer) => number;
+type IoctlInt = (fd: number, request: number, arg: number) => number;
+let ioctlPtr: IoctlPtr | null = null;
+let ioctlInt: IoctlInt | null = null;
+let errnoFn: (() => number) | null = null;
+type PollFn = ((fds: Buffer, n: number, timeoutMs: number) => number) & { async: (fds: Buffer, n: number, timeoutMs: number, cb: (err: unknown, res: number) => void) => void };
+let pollFn: PollFn | null = null;
+
+function libc(): { ptr: IoctlPtr; int: IoctlInt; errno: () => number } {
+  if (!ioctlPtr || !ioctlInt || !errnoFn) {
+    const lib = koffi.load('libc.so.6');
+    ioctlPtr = lib.func('int ioctl(int fd, unsigned long request, _Inout_ uint8_t *arg)') as IoctlPtr;
+    ioctlInt = lib.func('int ioctl(int fd, unsigned long request, unsigned long arg)') as IoctlInt;
+    const loc = lib.func('int *__errno_location()') as () => unknown;
+    errnoFn = () => (koffi.decode(loc(), 'int') as number);
+    pollFn = lib.func('int poll(_Inout_ uint8_t *fds, unsigned long nfds, int timeout)') as unknown as PollFn;
+  }
+  return { ptr: ioctlPtr, int: ioctlInt, errno: errnoFn };
+}
+
+const ERRNO_NAMES: Record<number, string> = { 1: 'EPERM', 2: 'ENOENT', 16: 'EBUSY', 19: 'ENODEV', 22: 'EINVAL', 13: 'EACCES' };
+
+export type TapOpen = { ok: true; fd: number; name: string } | { ok: false; code: string; message: string };
+
+/** Open /dev/net/tun and attach to (creating if needed) TAP device `name`, no packet-info header. */
+export function openTap(name: string): TapOpen {
+  if (Buffer.byteLength(name) >= IFNAMSIZ) return { ok: false, code: 'EINVAL', message: `interface name "${name}" is longer than 15 bytes` };
+  let fd: number;
+  try {
+    // Non-blocking: reads are driven by poll(2) (see tap-port.ts), so no thread ever sits in read().
+    fd = openSync('/dev/net/tun', constants.O_RDWR | constants.O_NONBLOCK);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
+    return { ok: false, code, message: `cannot open /dev/net/tun (${code})` };
+  }
+  const ifr = Buffer.alloc(IFREQ_SIZE);
+  ifr.write(name, 0, 'ascii');
+  ifr.writeUInt16LE(IFF_TAP | IFF_NO_PI, IFNAMSIZ);
+  const c = libc();
+  if (c.ptr(fd, TUNSETIFF, ifr) < 0) {
+    const errno = c.errno();
+    closeSync(fd);
+    const code = ERRNO_NAMES[errno] ?? `errno ${errno}`;
+    return { ok: false, code, message: `TUNSETIFF ${name} failed (${code})` };
+  }
+  const actual = ifr.toString('ascii', 0, IFNAMSIZ).replace(/\0.*$/s, '');
+  return { ok: true, fd, name: actual };
+}
+
+/** Make the device outlive (or not) the file descriptor, like `ip tuntap add … mode tap`. */
+export function setPersist(fd: number, persist: boolean): boolean {
+  return libc().int(fd, TUNSETPERSIST, persist ? 1 : 0) >= 0;
+}
+
+const POLLIN = 0x0001;
+
+/**
+ * Wait (off the event loop, on a worker thread) until `fd` is readable or `timeoutMs` passes.
+ * The timeout bounds how long a worker can be busy after the lab decides to stop.
+ */
+export class FdPoller {
+  /** struct pollfd, kept alive for as long as a worker may be writing revents into it. */
+  private readonly pfd = Buffer.alloc(8);
+  private busy = false;
+
+  constructor(fd: number) {
+    libc();
+    this.pfd.writeInt32LE(fd, 0);
+    this.pfd.writeInt16LE(POLLIN, 4);
+  }
+
+  /** Call `cb` once `fd` is readable or `timeoutMs` passed; one wait at a time. */
+  wait(timeoutMs: number, cb: (readable: boolean) => void): void {
+    if (this.busy) return;
+    this.busy = true;
+    this.pfd.writeInt16LE(0, 6);
+    pollFn!.async(this.pfd, 1, timeoutMs, (err, res) => {
+      this.busy = false;
+      cb(!err && res > 0);
+    });
+  }
+}

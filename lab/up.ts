@@ -1,0 +1,183 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { formatIpv4, parseIpv4 } from '../net/addr.js';
+import type { Clock } from '../net/clock.js';
+import { createLink } from '../net/link.js';
+import type { FramePort } from '../net/frame-port.js';
+import type { Logger } from '../src/log.js';
+import type { VmConfig, NicModel } from '../src/config/types.js';
+import type { DeviceRegistry, NicDevice } from '../src/vmm/device.js';
+import { guestDrivers } from '../src/guest/drivers.js';
+import { startGuestNetwork, type GuestNetwork } from '../src/guest/network.js';
+import { startGuestVm, type GuestVm } from './guest-vm.js';
+import { LearningSwitch } from './switch.js';
+import { TapPort } from './tap/tap-port.js';
+
+/**
+ * `lab up tapN`: a host TAP device, a userspace learning switch, and one or more guests on it.
+ * Host side 172.2N.0.1/16 (the manual's qemu-ifup rule), guests from 172.2N.0.2 up.
+ */
+export interface UpOptions {
+  tap: string;
+  nic: NicModel;
+  vms: number;
+  bridge?: string;
+  script?: string;
+  persist?: boolean;
+  clock: Clock;
+  logger: Logger;
+  registry: DeviceRegistry;
+  config: VmConfig;
+  consoleOut?: (vm: string, text: string) => void;
+  /** Insert a capture point (or impairment) between a port and the switch. */
+  wrapPort?: (hop: string, port: FramePort) => FramePort;
+}
+
+export interface UpLab {
+  tap: TapPort;
+  sw: LearningSwitch;
+  guests: { guest: GuestVm; network: GuestNetwork | null; addr: string }[];
+  hostAddr: string | null;
+  summary: string[];
+  close(): void;
+}
+
+export type UpResult = { ok: true; lab: UpLab } | { ok: false; error: string; exitCode: number };
+
+const NIC_CLASS: Record<NicModel, string> = { rtl8139: 'RTL8139', ne2k: 'NE2000', virtio: 'LNX_VIRTIO_NIC' };
+
+/** Whether this process may create TAP devices: root, or CAP_NET_ADMIN in its effective set. */
+export function hasNetAdmin(): boolean {
+  if (process.getuid?.() === 0) return true;
+  try {
+    const m = /CapEff:\s*([0-9a-f]+)/.exec(readFileSync('/proc/self/status', 'utf8'));
+    return m ? (BigInt('0x' + m[1]) & (1n << 12n)) !== 0n : false;
+  } catch {
+    return false;
+  }
+}
+
+/** What kind of link `name` is now: absent, a TAP, or something else. */
+function linkKind(name: string): 'absent' | 'tap' | string {
+  const r = spawnSync('ip', ['-d', '-j', 'link', 'show', 'dev', name], { encoding: 'utf8' });
+  if (r.error) return 'absent';
+  if (r.status !== 0) return 'absent';
+  try {
+    const info = (JSON.parse(r.stdout) as { linkinfo?: { info_kind?: string; info_data?: { type?: string } } }[])[0];
+    if (info?.linkinfo?.info_kind === 'tun' && info.linkinfo.info_data?.type === 'tap') return 'tap';
+    return info?.linkinfo?.info_kind ?? 'device';
+  } catch {
+    return 'device';
+  }
+}
+
+function ip(args: string[]): string | null {
+  try {
+    execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    return null;
+  } catch (e) {
+    return `ip ${args.join(' ')}: ${String((e as { stderr?: Buffer }).stderr ?? (e as Error).message).trim()}`;
+  }
+}
+
+export function upHostAddressing(tap: string): { host: string; guestBase: number; prefix: number } | null {
+  const m = /^tap(\d)$/.exec(tap);
+  if (!m) return null;
+  const n = Number(m[1]);
+  return { host: `172.2${n}.0.1`, guestBase: parseIpv4(`172.2${n}.0.2`)!, prefix: 16 };
+}
+
+export function startUp(o: UpOptions): UpResult {
+  if (!hasNetAdmin()) {
+    return { ok: false, exitCode: 4, error: `creating TAP device ${o.tap} needs root or CAP_NET_ADMIN: run "sudo npx lab up ${o.tap}", or use "npx lab redirect tcp:9555:10.10.10.33:80", which needs neither` };
+  }
+  if (!existsSync('/dev/net/tun')) {
+    return { ok: false, exitCode: 4, error: '/dev/net/tun is missing: load the TUN/TAP driver with "modprobe tun" (in a container, pass --device /dev/net/tun)' };
+  }
+  const kind = linkKind(o.tap);
+  if (kind !== 'absent' && kind !== 'tap') {
+    return { ok: false, exitCode: 2, error: `${o.tap} already exists and is a ${kind} device, not a TAP: pick another name (e.g. tap3) or remove it with "ip link del ${o.tap}"` };
+  }
+  const addressing = upHostAddressing(o.tap);
+  if (!addressing && !o.bridge && !o.script) {
+    return { ok: false, exitCode: 2, error: `${o.tap}: automatic addresses exist only for tap0..tap9 (172.2N.0.1/16; 172.2NN is not private space); use --bridge BR or --script PATH to address it yourself` };
+  }
+  if (o.vms < 1 || o.vms > 200) return { ok: false, exitCode: 2, error: `--vms ${o.vms}: between 1 and 200` };
+  const opened = TapPort.open(o.tap, { persist: o.persist });
+  if (!opened.ok) {
+    const hint = opened.code === 'EBUSY' ? ` (another process has ${o.tap} open)` : opened.code === 'EPERM' ? ' (needs root or CAP_NET_ADMIN)' : '';
+    return { ok: false, exitCode: 1, error: `cannot open TAP ${o.tap}: ${opened.message}${hint}` };
+  }
+  const tap = opened.port;
+  const summary: string[] = [];
+  const fail = (error: string): UpResult => {
+    tap.close();
+    return { ok: false, exitCode: 1, error };
+  };
+  let hostAddr: string | null = null;
+  if (o.bridge) {
+    const e = ip(['link', 'set', 'dev', o.tap, 'master', o.bridge]) ?? ip(['link', 'set', 'dev', o.tap, 'up']);
+    if (e) return fail(`cannot enslave ${o.tap} to bridge ${o.bridge}: ${e}`);
+    summary.push(`${o.tap} enslaved to bridge ${o.bridge} (no address on ${o.tap})`);
+  } else if (o.script) {
+    const r = spawnSync(o.script, [o.tap], { stdio: 'inherit' });
+    if (r.error || r.status !== 0) return fail(`ifup script ${o.script} ${o.tap} failed (${r.error?.message ?? `exit ${r.status}`})`);
+    summary.push(`${o.tap} configured by ${o.script}`);
+  } else if (addressing) {
+    const e = ip(['link', 'set', 'dev', o.tap, 'up']) ?? (ip(['addr', 'replace', `${addressing.host}/${addressing.prefix}`, 'dev', o.tap]));
+    if (e) return fail(`cannot address ${o.tap}: ${e}`);
+    hostAddr = addressing.host;
+    summary.push(`${o.tap}: host side ${addressing.host}/${addressing.prefix}`);
+  }
+  const sw = new LearningSwitch(o.clock);
+  sw.attach(o.wrapPort ? o.wrapPort(o.tap, tap) : tap, o.tap);
+  const guests: UpLab['guests'] = [];
+  const base = addressing?.guestBase ?? parseIpv4('172.20.0.2')!;
+  for (let i = 0; i < o.vms; i++) {
+    const name = o.vms === 1 ? o.config.name : `vm${i}`;
+    const guestIp = (base + i) >>> 0;
+    const devices = o.config.devices.map((d) => {
+      if (d.className in NIC_CLASS_BY_NAME) {
+        const mac = d.mac ? d.mac.slice() : new Uint8Array([0x52, 0x54, 0, 0x12, 0x34, 0x56]);
+        mac[5] = (mac[5]! + i) & 0xff;
+        return { ...d, className: NIC_CLASS[o.nic], mac };
+      }
+      return d;
+    });
+    const kernel = { ...o.config.kernel, net: o.nic, dhcp: false, ip: guestIp, prefixLength: addressing?.prefix ?? 16, gateway: addressing ? parseIpv4(addressing.host)! : 0 };
+    const config: VmConfig = { ...o.config, name, devices, backends: [], kernel };
+    const started = startGuestVm(config, { clock: o.clock, logger: o.logger, registry: o.registry, drivers: guestDrivers(), consoleOut: o.consoleOut ? (t) => o.consoleOut!(name, t) : undefined });
+    if (!started.ok) {
+      for (const g of guests) g.guest.vm.stop('lab up failed');
+      return fail(`cannot build ${name}:\n  ${started.errors.join('\n  ')}`);
+    }
+    const nic: NicDevice | undefined = started.value.vm.nics()[0];
+    if (!nic) return fail(`${name} has no NIC`);
+    const [nicSide, swSide] = createLink(o.clock, [`${name}.eth0`, `sw.${name}`]);
+    nic.attach(nicSide);
+    sw.attach(o.wrapPort ? o.wrapPort(`${name}.eth0`, swSide) : swSide, `${name}.eth0`);
+    const net = startGuestNetwork(started.value.kernel);
+    guests.push({ guest: started.value, network: 'error' in net ? null : net, addr: formatIpv4(guestIp) });
+    summary.push(`${name}: ${NIC_CLASS[o.nic]} ${formatMacShort(nic.mac)} at ${formatIpv4(guestIp)}`);
+  }
+  return {
+    ok: true,
+    lab: {
+      tap,
+      sw,
+      guests,
+      hostAddr,
+      summary,
+      close: () => {
+        for (const g of guests) g.guest.vm.stop('lab up closed');
+        tap.close();
+      },
+    },
+  };
+}
+
+const NIC_CLASS_BY_NAME: Record<string, true> = { RTL8139: true, NE2000: true, LNX_VIRTIO_NIC: true };
+
+function formatMacShort(mac: Uint8Array): string {
+  return [...mac].map((b) => b.toString(16).padStart(2, '0')).join(':');
+}
