@@ -75,6 +75,13 @@ export function buildProgram(): Command {
     .option('--bridge <br>', 'enslave the TAP to this existing Linux bridge instead of addressing it')
     .option('--script <path>', 'run this ifup script with the interface name as $1 (as QEMU does) instead of addressing it')
     .option('--persist', 'leave the TAP device behind on exit')
+    .option('--loss <pct>', 'drop this % of frames on the TAP link, each direction (seeded)', parseFloat)
+    .option('--delay <ms>', 'delay frames on the TAP link', parseFloat)
+    .option('--jitter <ms>', 'random ± jitter added to --delay', parseFloat)
+    .option('--duplicate <pct>', 'duplicate this % of frames', parseFloat)
+    .option('--reorder <pct>', 'hold back this % of frames by one extra delay', parseFloat)
+    .option('--rate <mbps>', 'limit the TAP link to this rate', parseFloat)
+    .option('--seed <n>', 'seed for the impairments (a run reproduces from it)', (v) => Number(v), 1)
     .addOption(new Option('--for <seconds>', 'stop after this many seconds (default: until Ctrl-C)').argParser(parseSeconds))
     .addHelpText('after', `
 Examples:
@@ -134,6 +141,13 @@ interface UpCliOptions {
   script?: string;
   persist?: boolean;
   for?: number;
+  loss?: number;
+  delay?: number;
+  jitter?: number;
+  duplicate?: number;
+  reorder?: number;
+  rate?: number;
+  seed: number;
 }
 
 async function upCommand(tap: string, opts: UpCliOptions, g: GlobalOptions): Promise<void> {
@@ -156,6 +170,10 @@ async function upCommand(tap: string, opts: UpCliOptions, g: GlobalOptions): Pro
     logger,
     registry,
     config: loaded.config,
+    impair:
+      opts.loss || opts.delay || opts.jitter || opts.duplicate || opts.reorder || opts.rate
+        ? { lossPct: opts.loss, delayMs: opts.delay, jitterMs: opts.jitter, duplicatePct: opts.duplicate, reorderPct: opts.reorder, rateMbps: opts.rate, seed: opts.seed }
+        : undefined,
     consoleOut: (vm, t) => say(opts.vms > 1 ? t.replace(/^(?=.)/gm, `[${vm}] `) : t),
   });
   if (!r.ok) fail(r.error, r.exitCode);

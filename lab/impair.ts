@@ -6,7 +6,9 @@ import { emptyStats, type FramePort, type FramePortStats, type FrameReceiver } f
  * reproduces: loss, delay with jitter, duplication, reordering (a reordered frame skips the delay
  * queue's order by being held back an extra delay) and a rate limit (serialisation at `rateMbps`
  * with a bounded queue; beyond it frames are dropped, as a real bottleneck does).
- * Wrap the sending end: frames sent through the wrapper reach `inner` impaired.
+ * Wrapping a port impairs both directions: frames sent through the wrapper reach `inner` impaired,
+ * and frames `inner` receives reach the wrapper's receiver impaired (each direction has its own
+ * queue and random stream, as two netem qdiscs would).
  */
 export interface Impairment {
   lossPct?: number;
@@ -41,41 +43,65 @@ export function mulberry32(seed: number): () => number {
 export class ImpairedPort implements FramePort {
   readonly stats: FramePortStats = emptyStats();
   readonly impairStats: ImpairStats = { lost: 0, duplicated: 0, reordered: 0, rateDrops: 0 };
-  private readonly random: () => number;
-  private busyUntil = 0;
-  private queued = 0;
+  private readonly out: Direction;
+  private readonly back: Direction;
 
   constructor(
-    private readonly clock: Clock,
+    clock: Clock,
     private readonly inner: FramePort,
-    private readonly o: Impairment,
+    o: Impairment,
   ) {
-    this.random = mulberry32(o.seed ?? 1);
+    this.out = new Direction(clock, o, mulberry32(o.seed ?? 1), this.impairStats, (f) => void this.inner.send(f));
+    this.back = new Direction(clock, o, mulberry32((o.seed ?? 1) ^ 0x5bd1e995), this.impairStats, (f) => {
+      this.stats.rxFrames++;
+      this.stats.rxBytes += f.length;
+      if (!this.receiver || this.receiver(f) === false) this.stats.rxDrops++;
+    });
   }
+
+  private receiver: FrameReceiver | null = null;
 
   get name(): string {
     return this.inner.name;
   }
 
   setReceiver(receiver: FrameReceiver | null): void {
-    this.inner.setReceiver(receiver);
+    this.receiver = receiver;
+    this.inner.setReceiver(receiver ? (f) => void this.back.offer(f) : null);
   }
 
   send(frame: Uint8Array): boolean {
     this.stats.txFrames++;
     this.stats.txBytes += frame.length;
+    if (!this.out.offer(frame)) {
+      this.stats.txDrops++;
+      return false;
+    }
+    return true;
+  }
+}
+
+/** One direction's impairment: decide, then deliver through `deliver` at the chosen time. */
+class Direction {
+  private busyUntil = 0;
+  private queued = 0;
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly o: Impairment,
+    private readonly random: () => number,
+    private readonly impairStats: ImpairStats,
+    private readonly deliver: (frame: Uint8Array) => void,
+  ) {}
+
+  offer(frame: Uint8Array): boolean {
     if (this.o.lossPct && this.random() * 100 < this.o.lossPct) {
       this.impairStats.lost++;
       return true; // lost on the wire: the sender cannot know
     }
     const copies = this.o.duplicatePct && this.random() * 100 < this.o.duplicatePct ? 2 : 1;
     if (copies === 2) this.impairStats.duplicated++;
-    for (let i = 0; i < copies; i++) {
-      if (!this.schedule(frame)) {
-        this.stats.txDrops++;
-        return false;
-      }
-    }
+    for (let i = 0; i < copies; i++) if (!this.schedule(frame)) return false;
     return true;
   }
 
@@ -101,7 +127,7 @@ export class ImpairedPort implements FramePort {
     this.queued++;
     this.clock.setTimer(wait, () => {
       this.queued--;
-      this.inner.send(frame);
+      this.deliver(frame);
     });
     return true;
   }

@@ -12,6 +12,7 @@ import { startGuestNetwork, type GuestNetwork } from '../src/guest/network.js';
 import { startGuestVm, type GuestVm } from './guest-vm.js';
 import { LearningSwitch } from './switch.js';
 import { TapPort } from './tap/tap-port.js';
+import { ImpairedPort, type Impairment } from './impair.js';
 
 /**
  * `lab up tapN`: a host TAP device, a userspace learning switch, and one or more guests on it.
@@ -29,7 +30,9 @@ export interface UpOptions {
   registry: DeviceRegistry;
   config: VmConfig;
   consoleOut?: (vm: string, text: string) => void;
-  /** Insert a capture point (or impairment) between a port and the switch. */
+  /** Impair the link between the TAP and the switch (both directions, seeded). */
+  impair?: Impairment;
+  /** Insert a capture point between a port and the switch. */
   wrapPort?: (hop: string, port: FramePort) => FramePort;
 }
 
@@ -130,7 +133,9 @@ export function startUp(o: UpOptions): UpResult {
     summary.push(`${o.tap}: host side ${addressing.host}/${addressing.prefix}`);
   }
   const sw = new LearningSwitch(o.clock);
-  sw.attach(o.wrapPort ? o.wrapPort(o.tap, tap) : tap, o.tap);
+  const tapSide: FramePort = o.impair ? new ImpairedPort(o.clock, tap, o.impair) : tap;
+  if (o.impair) summary.push(`${o.tap} link impaired: ${Object.entries(o.impair).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  sw.attach(o.wrapPort ? o.wrapPort(o.tap, tapSide) : tapSide, o.tap);
   const guests: UpLab['guests'] = [];
   const base = addressing?.guestBase ?? parseIpv4('172.20.0.2')!;
   for (let i = 0; i < o.vms; i++) {

@@ -39,6 +39,20 @@ export class Shell {
     private readonly onExit: () => void = () => {},
   ) {}
 
+  private idleWaiters: (() => void)[] = [];
+
+  /** Run `fn` once every typed command (a running ping, queued lines) has finished. */
+  whenIdle(fn: () => void): void {
+    if (!this.busy && this.queued.length === 0) fn();
+    else this.idleWaiters.push(fn);
+  }
+
+  private idle(): void {
+    const w = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const fn of w) fn();
+  }
+
   prompt(): void {
     this.out(PROMPT);
   }
@@ -94,6 +108,7 @@ export class Shell {
           this.prompt();
           const next = this.queued.shift();
           if (next !== undefined) this.line(next);
+          else this.idle();
         });
         return;
       }
@@ -167,7 +182,8 @@ export function telnetShellService(ctx: ShellContext, banner: string): AppHandle
         }
       }
     };
-    conn.onEnd = () => out.end();
+    // A client that sends its commands and half-closes (`echo ping … | nc`) still gets the answers.
+    conn.onEnd = () => shell.whenIdle(() => out.end());
     out.write(banner.replace(/\r?\n/g, '\r\n'));
     shell.prompt();
   };
