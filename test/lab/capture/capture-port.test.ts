@@ -1,0 +1,137 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { VirtualClock } from '../../../net/clock.js';
+import { createLink } from '../../../net/link.js';
+import { captureBetween } from '../../../lab/capture/capture-port.js';
+import { PcapWriter, type CaptureDirection, type CaptureSink } from '../../../lab/capture/pcap-writer.js';
+import { pingFrame, requireTshark, tcpFrame, tsharkErrors, tsharkFields, udpFrame } from './frames.js';
+
+class MemorySink implements CaptureSink {
+  frames: { dir: CaptureDirection; bytes: Uint8Array }[] = [];
+  refusedCount = { in: 0, out: 0 };
+  record(frame: Uint8Array, dir: CaptureDirection): void {
+    this.frames.push({ dir, bytes: frame.slice() });
+  }
+  refused(dir: CaptureDirection): void {
+    this.refusedCount[dir]++;
+  }
+}
+
+let dir: string | null = null;
+beforeAll(() => requireTshark());
+afterEach(() => {
+  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  dir = null;
+});
+
+describe('capture point on an in-memory link', () => {
+  it('records both directions and passes frames through unchanged', () => {
+    const clock = new VirtualClock();
+    const [nicSide, backend] = createLink(clock, ['vm0.eth0', 'net0-back']);
+    const sink = new MemorySink();
+    const tap = captureBetween(nicSide, 'vm0.eth0', sink);
+    const atNic: Uint8Array[] = [];
+    const atBackend: Uint8Array[] = [];
+    tap.setReceiver((f) => void atNic.push(f));
+    backend.setReceiver((f) => {
+      atBackend.push(f);
+      backend.send(pingFrame(1, true));
+    });
+    const out = pingFrame(1);
+    expect(tap.send(out)).toBe(true);
+    clock.runUntil(() => atNic.length === 1);
+    expect(atBackend[0]).toBe(out); // the same frame object: no copy on the data path
+    expect(atNic[0]).toEqual(pingFrame(1, true));
+    expect(sink.frames.map((f) => f.dir)).toEqual(['out', 'in']);
+    expect(tap.counters).toEqual({ out: { frames: 1, bytes: out.length, drops: 0 }, in: { frames: 1, bytes: atNic[0]!.length, drops: 0 } });
+    expect(tap.stats).toMatchObject({ txFrames: 1, rxFrames: 1, txDrops: 0, rxDrops: 0 });
+    expect(tap.name).toBe('vm0.eth0');
+  });
+
+  it('returns what the wrapped port returns and leaves a refused frame counted once, by the port that refused it', () => {
+    const clock = new VirtualClock();
+    const [nicSide, backend] = createLink(clock, ['a', 'b'], { queueLimit: 2 });
+    const sink = new MemorySink();
+    const tap = captureBetween(nicSide, 'hop', sink);
+    backend.setReceiver(() => true);
+    const results = [1, 2, 3].map((i) => tap.send(udpFrame(10, i)));
+    expect(results).toEqual([true, true, false]);
+    expect(nicSide.stats.txDrops).toBe(1);
+    expect(tap.stats.txDrops).toBe(0);
+    expect(tap.stats.txFrames).toBe(2);
+    // The pcap shows what reached the hop; the drop is the hop's to report.
+    expect(sink.frames.length).toBe(3);
+    expect(tap.counters.out.drops).toBe(1);
+    expect(sink.refusedCount.out).toBe(1);
+    // A frame too short for any port is refused by the link, not the tap.
+    expect(tap.send(new Uint8Array(4))).toBe(false);
+    expect(nicSide.stats.txDrops).toBe(2);
+  });
+
+  it('reports a frame the outer receiver refuses back to the link, which counts the rx drop', () => {
+    const clock = new VirtualClock();
+    const [nicSide, backend] = createLink(clock);
+    const sink = new MemorySink();
+    const tap = captureBetween(nicSide, 'hop', sink);
+    let accept = false;
+    tap.setReceiver(() => accept);
+    backend.send(udpFrame(10, 1));
+    clock.runUntil(() => false, 10);
+    accept = true;
+    backend.send(udpFrame(10, 2));
+    clock.runUntil(() => false, 10);
+    expect(nicSide.stats).toMatchObject({ rxFrames: 2, rxDrops: 1 });
+    expect(tap.stats).toMatchObject({ rxFrames: 1, rxDrops: 0 });
+    expect(tap.counters.in).toEqual({ frames: 2, bytes: 2 * udpFrame(10).length, drops: 1 });
+    // With no receiver at all the frame is refused (as a bare link end would).
+    tap.setReceiver(null);
+    backend.send(udpFrame(10, 3));
+    clock.runUntil(() => false, 10);
+    expect(nicSide.stats.rxDrops).toBe(2);
+  });
+
+  it('never delivers re-entrantly inside send', () => {
+    const clock = new VirtualClock();
+    const [nicSide, backend] = createLink(clock);
+    const tap = captureBetween(nicSide, 'hop', new MemorySink());
+    let delivered = 0;
+    backend.setReceiver(() => void delivered++);
+    tap.send(udpFrame(10));
+    expect(delivered).toBe(0);
+    clock.runUntil(() => delivered === 1);
+    expect(delivered).toBe(1);
+  });
+
+  it('two capture points on one link (device side and backend side) each write a pcap tshark reads cleanly', () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'netlab-cap-'));
+    const clock = new VirtualClock();
+    const [nicLink, backLink] = createLink(clock, ['vm0.eth0', 'user']);
+    const wNic = new PcapWriter(path.join(dir, 'vm0.eth0.pcap'), { clock });
+    const wUser = new PcapWriter(path.join(dir, 'user.pcap'), { clock });
+    const nic = captureBetween(nicLink, 'vm0.eth0', wNic);
+    const user = captureBetween(backLink, 'user', wUser);
+    let got = 0;
+    nic.setReceiver(() => void got++);
+    // The "user network" answers every UDP datagram and TCP segment.
+    user.setReceiver((f) => {
+      user.send(f[23] === 17 ? udpFrame(20, f[19]!, 'b') : udpFrame(5, 99, 'b'));
+    });
+    for (let i = 0; i < 20; i++) {
+      nic.send(i % 2 ? tcpFrame(100 + i, 1000 * i) : udpFrame(50 + i, i));
+      clock.advance(1);
+    }
+    clock.runUntil(() => got === 20);
+    wNic.close();
+    wUser.close();
+    for (const [name, point] of [['vm0.eth0.pcap', nic], ['user.pcap', user]] as const) {
+      const file = path.join(dir, name);
+      expect(tsharkErrors(file)).toEqual([]);
+      const rows = tsharkFields(file, ['frame.number', 'frame.len']);
+      expect(rows.length).toBe(40);
+      expect(rows.length).toBe(point.counters.in.frames + point.counters.out.frames);
+      expect(rows.reduce((n, r) => n + Number(r[1]), 0)).toBe(point.counters.in.bytes + point.counters.out.bytes);
+    }
+  });
+});
