@@ -7,6 +7,10 @@ import { Vm } from '../src/vmm/vm.js';
 import { loadConfig } from './config-loader.js';
 import { assembleLab, type Lab } from './topology.js';
 import { startUp } from './up.js';
+import { startCaptureRun, type CaptureRun } from './capture/run.js';
+import { formatSummary, summarizeRun } from './capture/summary.js';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import type { VmConfig } from '../src/config/types.js';
 
 /**
@@ -27,7 +31,30 @@ Examples:
 interface GlobalOptions {
   debug?: string;
   captures: string;
+  capture: boolean;
+  captureMaxMb?: number;
+  mergedCapture?: boolean;
   quiet?: boolean;
+}
+
+function captureRun(command: string, clock: RealClock, g: GlobalOptions): CaptureRun {
+  const run = startCaptureRun({
+    command,
+    clock,
+    baseDir: g.captures,
+    enabled: g.capture,
+    maxBytes: g.captureMaxMb ? Math.round(g.captureMaxMb * 1024 * 1024) : 0,
+    merged: g.mergedCapture ?? false,
+  });
+  // pcaps and the manifest are closed on exit and on signals, so files are valid after Ctrl-C.
+  run.installExitHandlers([]);
+  return run;
+}
+
+function captureLine(run: CaptureRun): string {
+  if (!run.dir) return 'captures: off (--no-capture)';
+  const m = run.manifest();
+  return `captures: ${run.dir}/ (${m.hops.map((h) => `${h.name} ${h.frames}`).join(', ')} frames) — open in Wireshark, or "lab captures ${run.dir}"`;
 }
 
 function fail(message: string, code: number): never {
@@ -42,6 +69,9 @@ export function buildProgram(): Command {
     .description('netlab: watch and change how a guest\'s network traffic flows, hop by hop')
     .option('--debug <components>', 'debug output for components, comma-separated (e.g. pci,rtl8139,tcp; "all")')
     .option('--captures <dir>', 'where runs write their pcaps', 'captures')
+    .option('--no-capture', 'write no pcaps for this run')
+    .option('--capture-max-mb <mb>', 'ring mode: rotate each hop\'s pcap before it exceeds this size', parseFloat)
+    .option('--merged-capture', 'also write all.pcapng with one named interface per hop')
     .option('-q, --quiet', 'only errors and warnings')
     .addHelpText('after', EXAMPLES)
     .showHelpAfterError('(run "lab --help" for usage and examples)');
@@ -111,7 +141,31 @@ Examples:
       await runCommand(opts.config, specs, opts, program.opts<GlobalOptions>());
     });
 
+  program
+    .command('captures')
+    .description('list capture runs, or summarise one: per hop frames, bytes and protocols')
+    .argument('[run]', 'a run folder (captures/<run-id>) or run id; the newest with "last"')
+    .action(async (which: string | undefined) => {
+      await capturesCommand(which, program.opts<GlobalOptions>());
+    });
+
   return program;
+}
+
+async function capturesCommand(which: string | undefined, g: GlobalOptions): Promise<void> {
+  const base = g.captures;
+  const runs = existsSync(base) ? readdirSync(base).filter((d) => statSync(join(base, d)).isDirectory()).sort() : [];
+  if (which === undefined) {
+    if (runs.length === 0) {
+      process.stdout.write(`no capture runs under ${base}/ yet (every lab run writes one)\n`);
+      return;
+    }
+    for (const r of runs) process.stdout.write(`${join(base, r)}\n`);
+    return;
+  }
+  const dir = which === 'last' ? (runs.length ? join(base, runs[runs.length - 1]!) : '') : existsSync(which) ? which : join(base, which);
+  if (!dir || !existsSync(dir)) fail(`no capture run "${which}" (runs: lab captures)`, 2);
+  process.stdout.write(`${formatSummary(await summarizeRun(dir))}\n`);
 }
 
 function parseSeconds(v: string): number {
@@ -159,7 +213,9 @@ async function upCommand(tap: string, opts: UpCliOptions, g: GlobalOptions): Pro
   const say = (t: string): void => {
     if (!g.quiet) process.stdout.write(t);
   };
+  const run = captureRun('up', clock, g);
   const r = startUp({
+    wrapPort: (hop, port) => run.tap(port, hop),
     tap,
     nic: opts.nic === 'ne2k' ? 'ne2k' : opts.nic,
     vms: opts.vms,
@@ -176,8 +232,12 @@ async function upCommand(tap: string, opts: UpCliOptions, g: GlobalOptions): Pro
         : undefined,
     consoleOut: (vm, t) => say(opts.vms > 1 ? t.replace(/^(?=.)/gm, `[${vm}] `) : t),
   });
-  if (!r.ok) fail(r.error, r.exitCode);
+  if (!r.ok) {
+    run.closeSync();
+    fail(r.error, r.exitCode);
+  }
   const lab = r.lab;
+  run.link(tap, `sw.${lab.guests[0]?.guest.vm.config.name ?? 'vm0'}`, 'learning switch');
   for (const line of lab.summary) say(`${line}\n`);
   if (lab.hostAddr) say(`ready: try  ping ${lab.guests[0]!.addr}   curl http://${lab.guests[0]!.addr}/   (Ctrl-C stops; kill -USR1 ${process.pid} prints counters)\n`);
   const counters = (): void => {
@@ -198,6 +258,8 @@ async function upCommand(tap: string, opts: UpCliOptions, g: GlobalOptions): Pro
   });
   lab.close();
   counters();
+  run.closeSync();
+  say(`${captureLine(run)}\n`);
   process.exit(lab.guests.some((gu) => gu.guest.vm.state === 'failed') ? 1 : 0);
 }
 
@@ -217,7 +279,11 @@ async function runCommand(configPath: string | undefined, specs: string[], opts:
   const say = (t: string): void => {
     if (!g.quiet) process.stdout.write(t);
   };
+  const run = captureRun(specs.length > 0 ? 'redirect' : 'run', clock, g);
+  const userBackends = new Set(loaded.config.backends.filter((b) => b.className === 'USER_NET').map((b) => b.id));
   const made = await assembleLab(loaded.config as VmConfig, {
+    wrapLink: run.wrapLink((id) => (userBackends.has(id) ? 'user' : id)),
+    wrapStackPort: (vm, netif, port) => run.tap(port, `${vm}.${netif}.stack`, `${vm} ${netif}, between driver and stack`),
     clock,
     logger,
     registry,
@@ -226,7 +292,10 @@ async function runCommand(configPath: string | undefined, specs: string[], opts:
     listenAddress: opts.listen,
     consoleOut: (t) => say(t),
   });
-  if (!made.ok) fail(made.errors.join('\n  '), made.exitCode);
+  if (!made.ok) {
+    run.closeSync();
+    fail(made.errors.join('\n  '), made.exitCode);
+  }
   const lab: Lab = made.lab;
   const vm = lab.guest.vm;
   say(`${vm.deviceTree()}\n`);
@@ -247,6 +316,8 @@ async function runCommand(configPath: string | undefined, specs: string[], opts:
   });
   lab.close();
   printTelemetry();
+  run.closeSync();
+  say(`${captureLine(run)}\n`);
   process.exit(vm.state === 'failed' ? 1 : 0);
 }
 

@@ -28,6 +28,8 @@ export interface LabOptions {
   listenAddress?: string;
   consoleOut?: (text: string) => void;
   /** Insert something (a capture point) on the link between a NIC and its backend. */
+  /** Insert something (a capture point) between the guest's driver and its stack. */
+  wrapStackPort?: (vm: string, netif: string, port: FramePort) => FramePort;
   wrapLink?: (hop: { nic: NicDevice; vm: string; backend: string }, nicSide: FramePort, backendSide: FramePort) => { nicSide: FramePort; backendSide: FramePort };
 }
 
@@ -83,7 +85,7 @@ export async function assembleLab(config: VmConfig, o: LabOptions): Promise<LabR
       return { ok: false, errors: [`line ${backend.line}: backend ${backend.id} (${backend.className}) is not available in this command yet; use USER_NET (lab redirect) for now`], exitCode: 2 };
     }
   }
-  const net = startGuestNetwork(guest.kernel);
+  const net = startGuestNetwork(guest.kernel, { wrapPort: o.wrapStackPort ? (name, p) => o.wrapStackPort!(config.name, name, p) : undefined });
   const network = 'error' in net ? null : net;
   if ('error' in net) summary.push(`guest network: ${net.error}`);
   if (userNet) {

@@ -32,7 +32,7 @@ export interface UpOptions {
   consoleOut?: (vm: string, text: string) => void;
   /** Impair the link between the TAP and the switch (both directions, seeded). */
   impair?: Impairment;
-  /** Insert a capture point between a port and the switch. */
+  /** Insert a capture point in front of a port: the TAP, each switch port, each NIC, each guest stack. */
   wrapPort?: (hop: string, port: FramePort) => FramePort;
 }
 
@@ -159,9 +159,9 @@ export function startUp(o: UpOptions): UpResult {
     const nic: NicDevice | undefined = started.value.vm.nics()[0];
     if (!nic) return fail(`${name} has no NIC`);
     const [nicSide, swSide] = createLink(o.clock, [`${name}.eth0`, `sw.${name}`]);
-    nic.attach(nicSide);
-    sw.attach(o.wrapPort ? o.wrapPort(`${name}.eth0`, swSide) : swSide, `${name}.eth0`);
-    const net = startGuestNetwork(started.value.kernel);
+    nic.attach(o.wrapPort ? o.wrapPort(`${name}.eth0`, nicSide) : nicSide);
+    sw.attach(o.wrapPort ? o.wrapPort(`sw.${name}`, swSide) : swSide, `${name}.eth0`);
+    const net = startGuestNetwork(started.value.kernel, { wrapPort: o.wrapPort ? (netif, p) => o.wrapPort!(`${name}.${netif}.stack`, p) : undefined });
     guests.push({ guest: started.value, network: 'error' in net ? null : net, addr: formatIpv4(guestIp) });
     summary.push(`${name}: ${NIC_CLASS[o.nic]} ${formatMacShort(nic.mac)} at ${formatIpv4(guestIp)}`);
   }

@@ -47,8 +47,16 @@ export function appConn(c: TcpConnection, remote: string): AppConn {
 
 const APPS: Record<string, number> = { httpd: 80, echo: 7, discard: 9, chargen: 19, shell: 23 };
 
-export function startGuestNetwork(kernel: GuestKernel, options: { port?: FramePort; random?: () => number } = {}): GuestNetwork | { error: string } {
-  const dev = options.port ?? kernel.netDevices[0];
+export interface GuestNetworkOptions {
+  port?: FramePort;
+  random?: () => number;
+  /** Put something (the lab's capture point `vm0.eth0.stack`) between the driver and the stack. */
+  wrapPort?: (netifName: string, port: FramePort) => FramePort;
+}
+
+export function startGuestNetwork(kernel: GuestKernel, options: GuestNetworkOptions = {}): GuestNetwork | { error: string } {
+  const raw = options.port ?? kernel.netDevices[0];
+  const dev = raw && options.wrapPort ? options.wrapPort(kernel.netDevices[0] ? nameOf(kernel, 0) : 'eth0', raw) : raw;
   if (!dev) return { error: 'no network device (no NIC driver bound)' };
   const clock = kernel.hw.clock;
   const stack = new Stack({ clock, name: 'guest', random: options.random });

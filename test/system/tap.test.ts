@@ -1,3 +1,6 @@
+import { spawnSync } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Netns, requireRoot, requireTool } from './netns.js';
@@ -122,4 +125,32 @@ describe('lab up: errors that say what to do', () => {
     expect(r.status).toBe(2);
     expect(r.stderr).toContain('tap3 already exists and is a bridge device, not a TAP');
   });
+});
+
+describe('lab up: a pcap at every hop', () => {
+  it('SIGTERM leaves readable pcaps whose frame counts agree with the manifest, and no TAP', async () => {
+    requireTool('tshark', 'tshark');
+    ns = new Netns();
+    const dir = `/tmp/netlab-sys-captures-${process.pid}`;
+    const lab = await ns.start([...CLI, '--captures', dir, 'up', 'tap2', '--for', '120'], 'ready:');
+    ns.run(['ping', '-c', '3', '-i', '0.1', '172.22.0.2']);
+    ns.run(['curl', '-sS', '-m', '10', '-o', '/dev/null', 'http://172.22.0.2/bytes/200000']);
+    lab.child.kill('SIGTERM');
+    expect(await lab.exit).toBe(0);
+    expect(ns.run(['ip', 'link', 'show', 'tap2']).status).not.toBe(0);
+    const runDir = /captures: (\S+)\//.exec(lab.out())![1]!;
+    const manifest = JSON.parse(readFileSync(join(runDir, 'manifest.json'), 'utf8')) as { hops: { name: string; file: string; frames: number }[] };
+    const names = manifest.hops.map((h) => h.name).sort();
+    expect(names).toEqual(['sw.vm0', 'tap2', 'vm0.eth0', 'vm0.eth0.stack']);
+    for (const h of manifest.hops) {
+      const file = join(runDir, h.file);
+      const count = spawnSync('tshark', ['-r', file, '-T', 'fields', '-e', 'frame.number'], { encoding: 'utf8' });
+      expect(count.status).toBe(0);
+      expect(count.stdout.trim().split('\n').filter(Boolean).length).toBe(h.frames);
+      expect(h.frames).toBeGreaterThan(10);
+      const expert = spawnSync('tshark', ['-r', file, '-o', 'ip.check_checksum:TRUE', '-o', 'tcp.check_checksum:TRUE', '-o', 'udp.check_checksum:TRUE', '-Y', '_ws.malformed || _ws.expert.severity == error'], { encoding: 'utf8' });
+      expect(expert.stdout.trim()).toBe('');
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }, 120_000);
 });
