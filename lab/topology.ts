@@ -60,17 +60,19 @@ export async function assembleLab(config: VmConfig, o: LabOptions): Promise<LabR
   const addressing = userNetAddressing(redirects);
   if (!addressing.ok) return { ok: false, errors: [addressing.error], exitCode: 2 };
   const a = addressing.value;
-  if (userBackend) {
-    // The guest's address on the user-mode network: what the redirects name (the manual's
-    // 10.10.10.33), else the first DHCP lease address, handed out statically on the kernel line.
-    kernel = { ...kernel, dhcp: false, ip: a.guest, prefixLength: a.prefixLength, gateway: a.gateway, dns: a.dns };
+  const notes: string[] = [];
+  if (userBackend && !kernel.dhcp && kernel.ip !== a.guest && (a.guestStatic || kernel.ip === undefined)) {
+    // A static guest whose address the redirects contradict: the redirects win (they are what the
+    // user typed last), on the user-mode network's /24.
+    notes.push(`guest address ${formatIpv4(a.guest)} (from the redirects) replaces ${kernel.ip !== undefined ? formatIpv4(kernel.ip) : 'none'} on the kernel line`);
+    kernel = { ...kernel, ip: a.guest, prefixLength: a.prefixLength, gateway: a.gateway, dns: a.dns };
   }
   const started = startGuestVm({ ...config, kernel }, { clock: o.clock, logger: o.logger, registry: o.registry, drivers: guestDrivers(), consoleOut: o.consoleOut });
   if (!started.ok) return { ok: false, errors: started.errors, exitCode: 2 };
   const guest = started.value;
   const log = o.logger.child('usernet');
   let userNet: UserNet | null = null;
-  const summary: string[] = [];
+  const summary: string[] = [...notes];
   for (const nic of guest.vm.nics()) {
     const backend = config.backends.find((b) => b.frontend === nic.id);
     if (!backend) continue;
@@ -88,6 +90,11 @@ export async function assembleLab(config: VmConfig, o: LabOptions): Promise<LabR
   const net = startGuestNetwork(guest.kernel, { wrapPort: o.wrapStackPort ? (name, p) => o.wrapStackPort!(config.name, name, p) : undefined });
   const network = 'error' in net ? null : net;
   if ('error' in net) summary.push(`guest network: ${net.error}`);
+  if (network && userNet) {
+    // Redirects are useful once the guest has its address (a DHCP guest needs a moment).
+    const bound = await Promise.race([network.ready.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 10_000).unref())]);
+    if (!bound) summary.push('guest has no DHCP lease yet (10 s): redirects are open and will work once it does');
+  }
   if (userNet) {
     const errors = await userNet.listen(redirects);
     if (errors.length > 0) {

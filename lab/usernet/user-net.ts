@@ -11,6 +11,9 @@ import type { ComponentLog } from '../../src/log.js';
 import type { UserNetAddressing } from './addressing.js';
 import { formatRedirect, type Redirect } from './redirect-spec.js';
 import { bridgeTcp } from './tcp-bridge.js';
+import { lookup } from 'node:dns';
+import { DhcpServer } from '../../net/dhcp/server.js';
+import { DNS_CLASS_IN, DnsRcode, DnsType, encodeDns, parseDns, type DnsRecord } from '../../net/wire/dns.js';
 
 /**
  * The user-mode network (QEMU's slirp, rebuilt on our own stack): a virtual router at the
@@ -36,6 +39,9 @@ export interface UserNetStats {
   natTcp: number;
   natTcpRefused: number;
   natUdp: number;
+  dhcpReplies: number;
+  dnsQueries: number;
+  dnsFailures: number;
   redirectedConnections: number;
   redirectRefused: number;
   bytesToGuest: number;
@@ -57,7 +63,7 @@ const UDP_FLOW_IDLE_MS = 60_000;
 export class UserNet {
   readonly stack: Stack;
   readonly netif: Netif;
-  readonly stats: UserNetStats = { natTcp: 0, natTcpRefused: 0, natUdp: 0, redirectedConnections: 0, redirectRefused: 0, bytesToGuest: 0, bytesToHost: 0 };
+  readonly stats: UserNetStats = { natTcp: 0, natTcpRefused: 0, natUdp: 0, dhcpReplies: 0, dnsQueries: 0, dnsFailures: 0, redirectedConnections: 0, redirectRefused: 0, bytesToGuest: 0, bytesToHost: 0 };
   private readonly servers: Server[] = [];
   private readonly udpServers: UdpHostSocket[] = [];
   private readonly sockets = new Set<Socket>();
@@ -78,6 +84,65 @@ export class UserNet {
     this.netif.aliases.add(a.dns);
     this.stack.tcp.acceptAny = (info) => this.acceptGuestTcp(info.localAddr, info.localPort);
     this.stack.udp.acceptAny = (data, meta) => this.guestUdp(data, meta);
+    const mask = a.prefixLength === 0 ? 0 : (~(0xffffffff >>> a.prefixLength)) >>> 0;
+    this.dhcp = new DhcpServer({ serverAddress: a.gateway, poolStart: a.dhcpStart, poolSize: a.dhcpCount, subnetMask: mask, router: a.gateway, dnsServers: [a.dns], clock: o.clock });
+    // A redirect that names the guest's address: the DHCP guest gets exactly that address.
+    if (a.guestStatic) this.dhcp.reserve('any', a.guest);
+    this.udpServices.set('*:67', (data, meta) => this.dhcpInput(data, meta));
+    this.udpServices.set(`${formatIpv4(a.dns)}:53`, (data, meta, reply) => this.dnsInput(data, meta, reply));
+  }
+
+  readonly dhcp: DhcpServer;
+
+  private dhcpInput(data: Uint8Array, meta: UdpMeta): void {
+    for (const r of this.dhcp.input(data, meta.src)) {
+      // A reply to the offered address goes to the client's MAC: it cannot answer ARP yet.
+      if (r.dstMac && r.dst !== 0xffffffff) this.stack.arp.update(this.netif.name, r.dst, r.dstMac, true);
+      this.stats.dhcpReplies++;
+      this.stack.udp.sendFrom(this.o.addressing.gateway, 67, r.dst, 68, r.payload);
+    }
+  }
+
+  /**
+   * The DNS address answers from the host's resolver (getaddrinfo: /etc/hosts, then DNS), as
+   * slirp relays to the host's resolver. A and AAAA are answered; other types get NOTIMP.
+   */
+  private dnsInput(data: Uint8Array, _meta: UdpMeta, reply: (payload: Uint8Array) => void): void {
+    const q = parseDns(data);
+    if (!q.ok || q.value.flags.qr || q.value.questions.length !== 1) {
+      this.stats.dnsFailures++;
+      return;
+    }
+    this.stats.dnsQueries++;
+    const msg = q.value;
+    const question = msg.questions[0]!;
+    const answer = (rcode: number, answers: DnsRecord[]): void => {
+      reply(encodeDns({ id: msg.id, flags: { ...msg.flags, qr: true, ra: true, aa: false, tc: false, rcode }, questions: msg.questions, answers, authorities: [], additionals: [] }));
+    };
+    if (question.class !== DNS_CLASS_IN || (question.type !== DnsType.A && question.type !== DnsType.AAAA)) {
+      answer(DnsRcode.NOTIMP, []);
+      return;
+    }
+    const family = question.type === DnsType.A ? 4 : 6;
+    lookup(question.name, { family, all: true }, (err, addrs) => {
+      if (err) {
+        this.stats.dnsFailures++;
+        answer(err.code === 'ENOTFOUND' || err.code === 'ENODATA' ? DnsRcode.NXDOMAIN : DnsRcode.SERVFAIL, []);
+        return;
+      }
+      const records: DnsRecord[] = [];
+      for (const a of addrs) {
+        if (family === 4) {
+          const parts = a.address.split('.').map(Number);
+          const v = (((parts[0]! << 24) | (parts[1]! << 16) | (parts[2]! << 8) | parts[3]!) >>> 0);
+          records.push({ name: question.name, type: DnsType.A, class: DNS_CLASS_IN, ttl: 60, data: { kind: 'a', address: v } });
+        } else {
+          const bytes = ipv6Bytes(a.address);
+          if (bytes) records.push({ name: question.name, type: DnsType.AAAA, class: DNS_CLASS_IN, ttl: 60, data: { kind: 'aaaa', address: bytes } });
+        }
+      }
+      answer(DnsRcode.NOERROR, records);
+    });
   }
 
   get addressing(): UserNetAddressing {
@@ -258,4 +323,20 @@ export class UserNet {
     for (const s of this.sockets) s.destroy();
     for (const k of [...this.udpFlows.keys()]) this.dropFlow(k);
   }
+}
+
+/** An IPv6 text address as 16 bytes (for AAAA answers), or null. */
+function ipv6Bytes(text: string): Uint8Array | null {
+  const [head, tail] = text.split('::') as [string, string | undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  if (tail === undefined && h.length !== 8) return null;
+  const groups = [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
+  const out = new Uint8Array(16);
+  groups.forEach((g, i) => {
+    const v = parseInt(g || '0', 16);
+    out[2 * i] = v >> 8;
+    out[2 * i + 1] = v & 0xff;
+  });
+  return out;
 }

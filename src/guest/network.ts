@@ -8,6 +8,7 @@ import { httpService, type HttpCounters } from './apps/http.js';
 import { chargenService, discardService, echoService, type DiscardCounters } from './apps/simple-services.js';
 import { Shell, telnetShellService, type ShellContext } from './shell.js';
 import type { GuestKernel } from './kernel.js';
+import { DhcpClient, type DhcpLease } from '../../net/dhcp/client.js';
 
 /**
  * The guest's network bring-up (Kitten's netdev init + lwIP's netif_add): a Stack on the first NIC
@@ -17,6 +18,10 @@ import type { GuestKernel } from './kernel.js';
 export interface GuestNetwork {
   stack: Stack;
   netif: Netif;
+  /** Resolves once the interface has an address (at once when static; on the first DHCP lease). */
+  ready: Promise<void>;
+  dhcp: DhcpClient | null;
+  dns: Ipv4Addr[];
   counters: { http: HttpCounters; discard: DiscardCounters };
   shellContext: ShellContext;
 }
@@ -66,8 +71,36 @@ export function startGuestNetwork(kernel: GuestKernel, options: GuestNetworkOpti
   if (kc.ip !== undefined) {
     stack.configure(netif, kc.ip, kc.prefixLength ?? 24, kc.gateway ?? 0);
     kernel.printk(`${netif.name}: ${formatIpv4(kc.ip)}/${kc.prefixLength ?? 24}${kc.gateway ? ` gw ${formatIpv4(kc.gateway)}` : ''}`);
-  } else {
+  }
+  const dns: Ipv4Addr[] = kc.dns !== undefined ? [kc.dns] : [];
+  let dhcp: DhcpClient | null = null;
+  let ready: Promise<void> = Promise.resolve();
+  if (kc.ip === undefined) {
     netif.up = true; // up without an address: DHCP runs over it
+    const sock = stack.udp.socket().bind(68);
+    const client = new DhcpClient({
+      clock,
+      mac: netif.mac,
+      hostname: kc.hostname ?? 'netlab',
+      random: options.random ?? Math.random,
+      send: (d) => void sock.send(d.payload, d.dst, 67, d.src),
+      onBound: (lease: DhcpLease) => {
+        const fresh = netif.addr !== lease.address;
+        stack.configure(netif, lease.address, lease.prefixLength, lease.router ?? 0);
+        dns.splice(0, dns.length, ...lease.dnsServers);
+        if (fresh) kernel.printk(`${netif.name}: DHCP lease ${formatIpv4(lease.address)}/${lease.prefixLength}${lease.router ? ` gw ${formatIpv4(lease.router)}` : ''}${lease.dnsServers.length ? ` dns ${lease.dnsServers.map(formatIpv4).join(',')}` : ''} for ${lease.leaseSeconds} s`);
+        resolveReady();
+      },
+      onLost: () => {
+        kernel.printk(`${netif.name}: DHCP lease lost`);
+        stack.configure(netif, 0, 0, 0);
+      },
+    });
+    let resolveReady: () => void = () => {};
+    ready = new Promise((r) => (resolveReady = r));
+    sock.onMessage = (d, m) => client.input(d, m.src);
+    client.start();
+    dhcp = client;
   }
   const counters = { http: { requests: 0, bytesStreamed: 0 }, discard: { bytes: 0, connections: 0 } };
   const shellContext = makeShellContext(stack, netif, counters);
@@ -77,7 +110,7 @@ export function startGuestNetwork(kernel: GuestKernel, options: GuestNetworkOpti
     echo: echoService,
     discard: discardService(counters.discard),
     chargen: chargenService,
-    shell: telnetShellService(shellContext, `netlab guest shell on ${formatIpv4(netif.addr)}\r\n`),
+    shell: telnetShellService(shellContext, `netlab guest shell on ${netif.name}\r\n`),
   };
   for (const app of kernel.apps) {
     const handler = handlers[app.name];
@@ -97,7 +130,7 @@ export function startGuestNetwork(kernel: GuestKernel, options: GuestNetworkOpti
   // The serial console shell.
   const shell = new Shell(shellContext, (t) => kernel.console.write(t));
   kernel.console.onLine = (line) => shell.line(line);
-  return { stack, netif, counters, shellContext };
+  return { stack, netif, counters, shellContext, ready, dhcp, dns };
 }
 
 function nameOf(kernel: GuestKernel, i: number): string {

@@ -10,6 +10,8 @@ import { parseVmConfig } from '../../src/config/parse.js';
 import { Logger, memorySink } from '../../src/log.js';
 import { createDeviceRegistry } from '../../src/registry.js';
 import { assembleLab, type Lab } from '../../lab/topology.js';
+import { DnsResolver } from '../../net/dns/resolver.js';
+import { formatIpv4 } from '../../net/addr.js';
 
 /** A free TCP port on loopback (bind 0, read it, close). */
 async function freePort(): Promise<number> {
@@ -250,6 +252,52 @@ describe('lab redirect (in process)', () => {
     } finally {
       lab.close();
       server.close();
+    }
+  });
+});
+
+describe('user-mode network services', () => {
+  it('the default (DHCP) guest gets the first lease, 10.0.2.15, with gateway and DNS', async () => {
+    const lab = await startLab([]);
+    try {
+      await lab.network!.ready;
+      expect(lab.network!.dhcp!.state).toBe('BOUND');
+      expect(formatIpv4(lab.network!.netif.addr)).toBe('10.0.2.15');
+      expect(formatIpv4(lab.network!.netif.gateway)).toBe('10.0.2.2');
+      expect(lab.network!.dns.map(formatIpv4)).toEqual(['10.0.2.3']);
+      expect(lab.guest.kernel.log.join('\n')).toContain('eth0: DHCP lease 10.0.2.15/24 gw 10.0.2.2 dns 10.0.2.3');
+    } finally {
+      lab.close();
+    }
+  });
+
+  it('a redirect naming the guest makes DHCP hand out that address', async () => {
+    const port = await freePort();
+    const lab = await startLab([`tcp:${port}:10.10.10.33:80`]);
+    try {
+      expect(formatIpv4(lab.network!.netif.addr)).toBe('10.10.10.33');
+      expect(lab.userNet!.dhcp.leases().map((l) => formatIpv4(l.address))).toEqual(['10.10.10.33']);
+    } finally {
+      lab.close();
+    }
+  });
+
+  it('DNS through .3 resolves localhost with the host resolver; unknown names are NXDOMAIN', async () => {
+    const lab = await startLab([]);
+    try {
+      await lab.network!.ready;
+      const stack = lab.network!.stack;
+      const sock = stack.udp.socket().bind();
+      const resolver = new DnsResolver({ clock: stack.clock, servers: lab.network!.dns, random: Math.random, send: (p, server) => void sock.send(p, server, 53) });
+      sock.onMessage = (d, m) => resolver.input(d, m.src);
+      const r = await resolver.query('localhost', 1);
+      expect(r.ok).toBe(true);
+      if (r.ok) expect(r.value.addresses.map(formatIpv4)).toContain('127.0.0.1');
+      const bad = await resolver.query('no-such-host.invalid', 1);
+      expect(bad.ok).toBe(false);
+      if (!bad.ok) expect(bad.error).toBe('nxdomain');
+    } finally {
+      lab.close();
     }
   });
 });
