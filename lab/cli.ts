@@ -6,7 +6,7 @@ import { createDeviceRegistry } from '../src/registry.js';
 import { Vm } from '../src/vmm/vm.js';
 import { loadConfig } from './config-loader.js';
 import { assembleLab, type Lab } from './topology.js';
-import { startUp } from './up.js';
+import { hasNetAdmin, startUp } from './up.js';
 import { startCaptureRun, type CaptureRun } from './capture/run.js';
 import { formatSummary, summarizeRun } from './capture/summary.js';
 import { existsSync, readdirSync, statSync } from 'node:fs';
@@ -38,14 +38,19 @@ interface GlobalOptions {
 }
 
 function captureRun(command: string, clock: RealClock, g: GlobalOptions): CaptureRun {
-  const run = startCaptureRun({
+  let run: CaptureRun;
+  try {
+    run = startCaptureRun({
     command,
     clock,
     baseDir: g.captures,
     enabled: g.capture,
     maxBytes: g.captureMaxMb ? Math.round(g.captureMaxMb * 1024 * 1024) : 0,
     merged: g.mergedCapture ?? false,
-  });
+    });
+  } catch (e) {
+    fail(`cannot create a capture folder under ${g.captures}/ (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): pass --captures DIR with a writable folder, or --no-capture`, 1);
+  }
   // pcaps and the manifest are closed on exit and on signals, so files are valid after Ctrl-C.
   run.installExitHandlers([]);
   return run;
@@ -213,6 +218,8 @@ async function upCommand(tap: string, opts: UpCliOptions, g: GlobalOptions): Pro
   const say = (t: string): void => {
     if (!g.quiet) process.stdout.write(t);
   };
+  // Say what is missing before touching anything (no capture folder for a run that cannot start).
+  if (!hasNetAdmin()) fail(`creating TAP device ${tap} needs root or CAP_NET_ADMIN: run "sudo npx lab up ${tap}", or use "npx lab redirect tcp:9555:10.10.10.33:80", which needs neither`, 4);
   const run = captureRun('up', clock, g);
   const r = startUp({
     wrapPort: (hop, port) => run.tap(port, hop),

@@ -117,6 +117,8 @@ export class TcpConnection {
   onError: ((code: TcpErrorCode) => void) | null = null;
   /** The connection is finished from the application's view (CLOSED or TIME-WAIT). Once. */
   onClose: (() => void) | null = null;
+  /** Every state transition (RFC 9293 Figure 5), for tracing and tests. */
+  onStateChange: ((from: TcpState, to: TcpState) => void) | null = null;
 
   /** Disable Nagle (TCP_NODELAY). */
   noDelay: boolean;
@@ -1231,7 +1233,10 @@ export class TcpConnection {
   // ===================================================================== state changes
 
   private setState(s: TcpState): void {
+    const from = this.state;
+    if (from === s) return;
     this.state = s;
+    this.onStateChange?.(from, s);
   }
 
   private becameEstablished(): void {

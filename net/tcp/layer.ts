@@ -102,6 +102,11 @@ export class TcpLayer implements TransportProtocol, ConnectionHost {
   acceptAny: AcceptAnyHook | null = null;
   /** Receives connections the accept-any hook accepted with a plain `true`. */
   onAcceptAny: ((conn: TcpConnection) => void) | null = null;
+  /**
+   * Every connection as it is created, before its first state change (passive ones included,
+   * which the application otherwise sees only once established): for tracing and tests.
+   */
+  onNewConnection: ((conn: TcpConnection) => void) | null = null;
 
   private readonly conns = new Map<string, TcpConnection>();
   private readonly listeners = new Map<number, TcpListener[]>();
@@ -308,6 +313,7 @@ export class TcpLayer implements TransportProtocol, ConnectionHost {
     const config = { ...this.config, ...options };
     const conn = new TcpConnection(this, config, localAddr, localPort, remoteAddr, remotePort, passive, this.isn(localAddr, localPort, remoteAddr, remotePort));
     this.conns.set(connKey(localAddr, localPort, remoteAddr, remotePort), conn);
+    this.onNewConnection?.(conn);
     return conn;
   }
 
