@@ -11,7 +11,8 @@ import { startCaptureRun, type CaptureRun } from './capture/run.js';
 import { formatSummary, summarizeRun } from './capture/summary.js';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { VmConfig } from '../src/config/types.js';
+import { NIC_CLASSES, type NicModel, type VmConfig } from '../src/config/types.js';
+import { normaliseQemuArgv, parseQemuNet } from './qemu-args.js';
 
 /**
  * `lab`: the netlab command line. Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration
@@ -87,8 +88,17 @@ export function buildProgram(): Command {
     .argument('[config]', 'guest XML (see examples/default.xml)')
     .addOption(new Option('--for <seconds>', 'stop after this many seconds (default: until Ctrl-C)').argParser(parseSeconds))
     .option('--restrict', 'isolate the guest: its connections reach only the gateway (host loopback)')
-    .action(async (configPath: string | undefined, opts: RunOptions) => {
-      await runCommand(configPath, [], opts, program.opts<GlobalOptions>());
+    .option('--net <spec>', 'QEMU -net: user | nic,model=rtl8139|ne2k_pci|virtio-net-pci | tap,ifname=tap2', collect, [])
+    .option('--netdev <spec>', 'QEMU -netdev user,id=n0,hostfwd=tcp::9555-:80 | tap,id=n0,ifname=tap2', collect, [])
+    .option('--device <spec>', 'QEMU -device rtl8139|ne2k_pci|virtio-net-pci[,netdev=n0]', collect, [])
+    .option('--redir <spec>', 'QEMU -redir tcp:HOSTPORT:GUESTADDR:GUESTPORT', collect, [])
+    .addHelpText('after', `
+QEMU's networking options work as the manual types them:
+  $ lab run -net user -net nic,model=rtl8139 -redir tcp:9555:10.10.10.33:80
+  $ sudo lab run -net tap,ifname=tap2 -net nic,model=rtl8139
+`)
+    .action(async (configPath: string | undefined, opts: RunOptions & QemuCliOptions) => {
+      await qemuOrRun(configPath, opts, program.opts<GlobalOptions>());
     });
 
   const config = program.command('config').description('guest configuration tools');
@@ -192,6 +202,34 @@ function checkCommand(configPath: string | undefined, g: GlobalOptions): void {
   made.vm.stop('config check done');
 }
 
+interface QemuCliOptions {
+  net: string[];
+  netdev: string[];
+  device: string[];
+  redir: string[];
+}
+
+function collect(v: string, prev: string[]): string[] {
+  return [...prev, v];
+}
+
+/** `lab run` with QEMU's -net/-netdev/-device/-redir: map them onto the user-mode or TAP setup. */
+async function qemuOrRun(configPath: string | undefined, opts: RunOptions & QemuCliOptions, g: GlobalOptions): Promise<void> {
+  if (opts.net.length + opts.netdev.length + opts.device.length + opts.redir.length === 0) {
+    await runCommand(configPath, [], opts, g);
+    return;
+  }
+  const q = parseQemuNet({ net: opts.net, netdev: opts.netdev, device: opts.device, redir: opts.redir });
+  if (!q.ok) fail(q.error, 2);
+  const setup = q.value;
+  const model = setup.nic?.model ?? 'rtl8139';
+  if (setup.backend?.kind === 'tap') {
+    await upCommand(setup.backend.ifname, { nic: model, config: configPath, vms: 1, script: setup.backend.script, for: opts.for, seed: 1 }, g);
+    return;
+  }
+  await runCommand(configPath, setup.redirects, { ...opts, restrict: opts.restrict || (setup.backend?.kind === 'user' && setup.backend.restrict) }, g, model);
+}
+
 interface UpCliOptions {
   nic: 'rtl8139' | 'ne2k' | 'virtio';
   config?: string;
@@ -276,10 +314,16 @@ interface RunOptions {
   restrict?: boolean;
 }
 
-async function runCommand(configPath: string | undefined, specs: string[], opts: RunOptions, g: GlobalOptions): Promise<void> {
+async function runCommand(configPath: string | undefined, specs: string[], opts: RunOptions, g: GlobalOptions, nicModel?: NicModel): Promise<void> {
   const registry = createDeviceRegistry();
   const loaded = loadConfig(configPath, registry);
   if (!loaded.ok) fail(`invalid config:\n  ${loaded.messages.join('\n  ')}`, 2);
+  if (nicModel) {
+    // -net nic,model=…: every NIC of the config becomes that model.
+    const cls = Object.entries(NIC_CLASSES).find(([, m]) => m === nicModel)![0];
+    loaded.config.devices = loaded.config.devices.map((d) => (d.className in NIC_CLASSES ? { ...d, className: cls } : d));
+    loaded.config.kernel = { ...loaded.config.kernel, net: nicModel };
+  }
   for (const w of loaded.warnings) process.stderr.write(`lab: warning: ${w}\n`);
   const logger = Logger.fromSpec(g.debug, undefined, g.quiet ?? false);
   const clock = new RealClock();
@@ -331,6 +375,6 @@ async function runCommand(configPath: string | undefined, specs: string[], opts:
 const isMain = import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('/lab') || process.argv[1]?.endsWith('/cli.js');
 if (isMain) {
   buildProgram()
-    .parseAsync(process.argv)
+    .parseAsync(normaliseQemuArgv(process.argv))
     .catch((e: unknown) => fail((e as Error).message, 2));
 }

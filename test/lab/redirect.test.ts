@@ -108,6 +108,16 @@ describe('lab redirect (CLI, as a user types it)', () => {
     expect(lab.out()).toMatch(/redirectedConnections=1/);
   });
 
+  it('lab run takes the manual\'s QEMU options: -net user -net nic,model=ne2k_pci -redir …', async () => {
+    const port = await freePort();
+    const lab = await labCli(['--no-capture', 'run', '-net', 'user', '-net', 'nic,model=ne2k_pci', '-redir', `tcp:${port}:10.10.10.33:80`, '--for', '60']);
+    expect(lab.out()).toContain('NE2000');
+    const got = await exchangeHttp(port);
+    expect(got).toMatch(/^HTTP\/1\.1 200/);
+    lab.child.kill('SIGINT');
+    expect(await lab.exit).toBe(0);
+  });
+
   it('a malformed spec says which part is wrong, shows the forms, exits 2', async () => {
     const lab = await labCli(['redirect', 'tcp:99999:10.10.10.33:80']);
     expect(await lab.exit).toBe(2);
@@ -301,6 +311,18 @@ describe('user-mode network services', () => {
     }
   });
 });
+
+/** A raw HTTP GET / over a socket (no curl needed). */
+function exchangeHttp(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = connect(port, '127.0.0.1');
+    let t = '';
+    s.on('data', (b) => (t += b.toString('latin1')));
+    s.on('end', () => resolve(t));
+    s.on('error', reject);
+    s.write('GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+  });
+}
 
 async function until(cond: () => boolean, ms = 5000): Promise<void> {
   const end = Date.now() + ms;

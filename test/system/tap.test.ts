@@ -87,6 +87,27 @@ for (const nic of ['rtl8139', 'virtio', 'ne2k']) {
   });
 }
 
+describe('lab run with the manual\'s TAP line', () => {
+  it('-net tap,ifname=tap2 -net nic,model=rtl8139 answers ping and curl at 172.22.0.2', async () => {
+    ns = new Netns();
+    const lab = await ns.start([...CLI, '--no-capture', 'run', '-net', 'tap,ifname=tap2', '-net', 'nic,model=rtl8139', '--for', '60'], 'ready:');
+    expect(ns.run(['ping', '-c', '3', '-i', '0.1', '-W', '2', '172.22.0.2']).stdout.toString()).toContain('3 received');
+    expect(ns.run(['curl', '-sS', '-m', '10', 'http://172.22.0.2/']).stdout.toString()).toContain('netlab guest 172.22.0.2');
+    lab.child.kill('SIGINT');
+    expect(await lab.exit).toBe(0);
+  }, 60_000);
+});
+
+describe('lab redirect needs no root', () => {
+  it('an unprivileged user runs the redirect and curl reaches the guest', async () => {
+    ns = new Netns();
+    const lab = await ns.start(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', ...CLI, '--no-capture', 'redirect', 'tcp:9555:10.10.10.33:80', '--for', '60'], 'ready:');
+    expect(ns.run(['curl', '-sS', '-m', '10', 'http://localhost:9555/']).stdout.toString()).toContain('netlab guest 10.10.10.33');
+    lab.child.kill('SIGINT');
+    expect(await lab.exit).toBe(0);
+  }, 60_000);
+});
+
 describe('lab up: several guests and the host on one switch', () => {
   it('the host reaches both guests and the guests reach each other', async () => {
     ns = new Netns();
