@@ -135,11 +135,13 @@ class HttpConnection {
       }
       this.writeHead(200, 'OK', n, close, { 'Content-Type': 'application/octet-stream' });
       if (!head) {
+        // Mark the close before pumping: a short body is written at once, and the end of the
+        // stream is where the connection closes.
+        if (close) this.closeAfter = true;
         this.streamLeft = n;
         this.streamPos = 0;
         this.pumpStream();
       } else if (close) this.finish();
-      if (close && !head) this.closeAfter = true;
     } else {
       this.respond(404, 'Not Found', `${path}: not here; try / or /bytes/N\n`, close);
     }

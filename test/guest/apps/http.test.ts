@@ -59,3 +59,16 @@ describe('guest httpd', () => {
     expect(c.text()).toContain('Allow: GET, HEAD');
   });
 });
+
+describe('httpd closes after a short /bytes/N with Connection: close', () => {
+  it('ends the connection once the whole (small) body is written', async () => {
+    const { httpService } = await import('../../../src/guest/apps/http.js');
+    const { SlowConn } = await import('./conn-double.js');
+    const c = new SlowConn();
+    httpService({ statusText: () => 'ok' })(c);
+    c.onData(new TextEncoder().encode('GET /bytes/16 HTTP/1.1\r\nConnection: close\r\n\r\n'));
+    expect(c.ended).toBe(true);
+    const body = Buffer.concat(c.sent);
+    expect(body.subarray(body.length - 16).equals(Buffer.from([...Array(16).keys()]))).toBe(true);
+  });
+});
