@@ -1,0 +1,199 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { existsSync, rmSync } from 'node:fs';
+import { median, percentile, type BenchResult } from './stats.js';
+
+/**
+ * Host-side benchmarks, each beside its reference measured in the same run:
+ * - `lab redirect` (RTL8139, virtio) vs slirp4netns port forwarding to a server in a namespace;
+ * - `lab up` over a real TAP (each NIC) vs a kernel veth pair between two namespaces.
+ * Every namespace is created here and deleted afterwards; every child is bounded by --for.
+ */
+const NODE = process.execPath;
+const CLI = 'dist/lab/cli.js';
+const CLIENT = 'dist/bench/client.js';
+const REF = 'dist/bench/ref-server.js';
+const children: ChildProcess[] = [];
+const namespaces: string[] = [];
+
+function sh(cmd: string[], check = true): string {
+  const r = spawnSync(cmd[0]!, cmd.slice(1), { encoding: 'utf8', timeout: 120_000 });
+  if (check && r.status !== 0) throw new Error(`${cmd.join(' ')}: ${r.stderr || r.error?.message}`);
+  return r.stdout;
+}
+
+function netns(name: string): string {
+  const full = `nlbench-${process.pid}-${name}`;
+  sh(['ip', 'netns', 'add', full]);
+  namespaces.push(full);
+  sh(['ip', 'netns', 'exec', full, 'ip', 'link', 'set', 'lo', 'up']);
+  return full;
+}
+
+function start(cmd: string[], ready: string, timeoutMs = 20_000): Promise<ChildProcess> {
+  const child = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(child);
+  let out = '';
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`${cmd.join(' ')} not ready: ${out}`)), timeoutMs);
+    child.stdout!.on('data', (b) => {
+      out += b;
+      if (out.includes(ready)) {
+        clearTimeout(t);
+        resolve(child);
+      }
+    });
+    child.stderr!.on('data', (b) => (out += b));
+    child.on('exit', (code) => {
+      clearTimeout(t);
+      if (!out.includes(ready)) reject(new Error(`${cmd.join(' ')} exited ${code}: ${out}`));
+    });
+  });
+}
+
+function client(where: string | null, args: string[]): Promise<Record<string, number>> {
+  const cmd = where ? ['ip', 'netns', 'exec', where, NODE, CLIENT, ...args] : [NODE, CLIENT, ...args];
+  return new Promise((resolve, reject) => {
+    const c = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    c.stdout.on('data', (b) => (out += b));
+    c.stderr.on('data', (b) => (err += b));
+    c.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as Record<string, number>) : reject(new Error(`client ${args.join(' ')}: ${err}`))));
+  });
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+async function measure(where: string | null, host: string, ports: { up: number; down: number; http: number }, size: number, runs: number): Promise<{ up: number; down: number; cps: number }> {
+  const up: number[] = [];
+  const down: number[] = [];
+  const cps: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    up.push((await client(where, ['upload', host, String(ports.up), String(size)])).mbps!);
+    down.push((await client(where, ['download', host, String(ports.down), String(size)])).mbps!);
+    cps.push((await client(where, ['cps', host, String(ports.http), '300', '8'])).cps!);
+  }
+  return { up: median(up), down: median(down), cps: median(cps) };
+}
+
+function kill(c: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (c.exitCode !== null) return resolve();
+    c.once('exit', () => resolve());
+    c.kill('SIGINT');
+    setTimeout(() => c.kill('SIGKILL'), 5000).unref();
+  });
+}
+
+export async function benchRedirect(size: number, runs: number): Promise<BenchResult[]> {
+  const out: BenchResult[] = [];
+  const results: Record<string, { up: number; down: number; cps: number }> = {};
+  for (const nic of ['rtl8139', 'virtio-net-pci']) {
+    const [p9, p80] = [await freePort(), await freePort()];
+    const lab = await start([NODE, CLI, '--no-capture', '-q', 'run', '-net', 'user', '-net', `nic,model=${nic}`, '-redir', `tcp:${p9}:10.10.10.33:9`, '-redir', `tcp:${p80}:10.10.10.33:80`, '--for', '600'], '', 100).catch(() => null);
+    void lab;
+    // -q prints nothing; wait until the redirect answers instead.
+    await waitPort(p80);
+    results[nic] = await measure(null, '127.0.0.1', { up: p9, down: p80, http: p80 }, size, runs);
+    for (const c of children.splice(0)) await kill(c);
+  }
+  // Reference: slirp4netns forwarding to the same services in a namespace.
+  let ref: { up: number; down: number; cps: number } | null = null;
+  if (sh(['sh', '-c', 'command -v slirp4netns'], false).trim()) {
+    const ns = netns('slirp');
+    await start(['ip', 'netns', 'exec', ns, NODE, REF, '600'], 'ref-server ready');
+    const sock = `/tmp/nlbench-${process.pid}.sock`;
+    if (existsSync(sock)) rmSync(sock);
+    const slirp = spawn('slirp4netns', ['--configure', '--mtu=1500', '--disable-host-loopback', '--api-socket', sock, '--netns-type=path', `/run/netns/${ns}`, 'tap0'], { stdio: 'ignore' });
+    children.push(slirp);
+    await waitFor(() => existsSync(sock), 10_000);
+    const [p9, p80] = [await freePort(), await freePort()];
+    for (const [hp, gp] of [[p9, 9], [p80, 80]] as const) {
+      const req = JSON.stringify({ execute: 'add_hostfwd', arguments: { proto: 'tcp', host_addr: '127.0.0.1', host_port: hp, guest_port: gp } });
+      sh(['sh', '-c', `printf '%s' '${req}' | socat -t 2 - UNIX-CONNECT:${sock}`]);
+    }
+    await waitPort(p80);
+    ref = await measure(null, '127.0.0.1', { up: p9, down: p80, http: p80 }, size, runs);
+    for (const c of children.splice(0)) await kill(c);
+  }
+  for (const [nic, r] of Object.entries(results)) {
+    const name = nic.startsWith('virtio') ? 'virtio' : nic;
+    out.push({ name: `redirect ${name} host→guest`, value: r.up, unit: `MB/s${ref ? `  (slirp4netns ${ref.up.toFixed(1)}; ratio ${(r.up / ref.up).toFixed(2)})` : ''}` });
+    out.push({ name: `redirect ${name} guest→host`, value: r.down, unit: `MB/s${ref ? `  (slirp4netns ${ref.down.toFixed(1)}; ratio ${(r.down / ref.down).toFixed(2)})` : ''}` });
+    out.push({ name: `redirect ${name} connections`, value: r.cps, unit: `conn/s${ref ? `  (slirp4netns ${ref.cps.toFixed(0)}; ratio ${(r.cps / ref.cps).toFixed(2)})` : ''}` });
+  }
+  if (!ref) out.push({ name: 'slirp4netns reference', value: NaN, unit: 'not installed: apt-get install -y slirp4netns' });
+  return out;
+}
+
+function pingStats(where: string, addr: string, count: number): { median: number; p99: number } {
+  const text = sh(['ip', 'netns', 'exec', where, 'ping', '-c', String(count), '-i', '0.01', '-W', '2', addr], false);
+  const times = [...text.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
+  return { median: median(times), p99: percentile(times, 99) };
+}
+
+export async function benchTap(size: number, runs: number): Promise<BenchResult[]> {
+  const out: BenchResult[] = [];
+  if (process.getuid?.() !== 0) return [{ name: 'tap', value: NaN, unit: 'needs root (network namespaces): sudo npm run bench' }];
+  // Reference first: a veth pair between two namespaces, the kernel on both ends.
+  const a = netns('veth-a');
+  const b = netns('veth-b');
+  sh(['ip', 'link', 'add', `nlva${process.pid % 10000}`, 'netns', a, 'type', 'veth', 'peer', 'name', `nlvb${process.pid % 10000}`, 'netns', b]);
+  sh(['ip', 'netns', 'exec', a, 'ip', 'addr', 'add', '172.30.0.1/24', 'dev', `nlva${process.pid % 10000}`]);
+  sh(['ip', 'netns', 'exec', b, 'ip', 'addr', 'add', '172.30.0.2/24', 'dev', `nlvb${process.pid % 10000}`]);
+  sh(['ip', 'netns', 'exec', a, 'ip', 'link', 'set', `nlva${process.pid % 10000}`, 'up']);
+  sh(['ip', 'netns', 'exec', b, 'ip', 'link', 'set', `nlvb${process.pid % 10000}`, 'up']);
+  await start(['ip', 'netns', 'exec', b, NODE, REF, '600'], 'ref-server ready');
+  const ref = await measure(a, '172.30.0.2', { up: 9, down: 80, http: 80 }, size, runs);
+  const refPing = pingStats(a, '172.30.0.2', 200);
+  for (const c of children.splice(0)) await kill(c);
+  for (const nic of ['rtl8139', 'virtio', 'ne2k']) {
+    const ns = netns(`tap-${nic}`);
+    await start(['ip', 'netns', 'exec', ns, NODE, CLI, '--no-capture', 'up', 'tap2', '--nic', nic, '--for', '600'], 'ready:');
+    const r = await measure(ns, '172.22.0.2', { up: 9, down: 80, http: 80 }, size, runs);
+    const p = pingStats(ns, '172.22.0.2', 200);
+    for (const c of children.splice(0)) await kill(c);
+    out.push({ name: `tap ${nic} host→guest`, value: r.up, unit: `MB/s  (veth ${ref.up.toFixed(0)}; ratio ${(r.up / ref.up).toFixed(3)})` });
+    out.push({ name: `tap ${nic} guest→host`, value: r.down, unit: `MB/s  (veth ${ref.down.toFixed(0)}; ratio ${(r.down / ref.down).toFixed(3)})` });
+    out.push({ name: `tap ${nic} connections`, value: r.cps, unit: `conn/s  (veth ${ref.cps.toFixed(0)}; ratio ${(r.cps / ref.cps).toFixed(2)})` });
+    out.push({ name: `tap ${nic} ping rtt median`, value: p.median, unit: `ms  (veth ${refPing.median.toFixed(3)})` });
+    out.push({ name: `tap ${nic} ping rtt p99`, value: p.p99, unit: `ms  (veth ${refPing.p99.toFixed(3)})` });
+  }
+  return out;
+}
+
+async function waitFor(cond: () => boolean, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+async function waitPort(port: number): Promise<void> {
+  const end = Date.now() + 20_000;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = spawn(NODE, ['-e', `require('net').connect(${port},'127.0.0.1').on('connect',()=>process.exit(0)).on('error',()=>process.exit(1))`]);
+      s.on('exit', (c) => resolve(c === 0));
+    });
+    if (ok) return;
+    if (Date.now() > end) throw new Error(`nothing listens on ${port}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Remove every namespace and child this run made (also on errors). */
+export async function cleanupHost(): Promise<void> {
+  for (const c of children.splice(0)) await kill(c);
+  for (const ns of namespaces.splice(0)) spawnSync('ip', ['netns', 'del', ns]);
+}
