@@ -254,6 +254,10 @@ export class TcpConnection {
     this.sndMax = this.iss;
     this.bufSeq = seqAdd(this.iss, 1);
     this.recover = this.iss;
+    // Every sequence variable starts inside this connection's sequence space: a stray 0 compares
+    // as before or after real values depending on the ISN (seq.ts is modular).
+    this.highRxt = this.iss;
+    this.sndWl2 = this.iss;
     this.ourMss = host.mssFor(remoteAddr);
     this.cc = new CongestionControl(TCP_DEFAULT_MSS);
     // RFC 7323 §2.3: the smallest shift that lets the receive buffer be advertised.
@@ -302,8 +306,18 @@ export class TcpConnection {
     this.unconsumed = Math.max(0, this.unconsumed - n);
     if (!this.isSynchronized() || this.state === 'TIME_WAIT') return;
     // RFC 9293 §3.8.6.2.2 (receiver SWS avoidance): announce only a significant window increase.
-    const right = seqAdd(this.rcvNxt, this.receiveSpace());
-    if (seqDiff(right, this.rcvAdvRight) >= Math.min(this.rcvBufSize / 2, this.effectiveMss())) {
+    // And only at once when the window the sender knows has fallen to half the buffer or less and
+    // would at least double (Linux's rule). An application that keeps up would otherwise turn
+    // every segment into an immediate window-update ACK, defeating delayed ACKs (RFC 5681 §4.2);
+    // a larger window simply rides on the next regular ACK.
+    const space = this.receiveSpace();
+    const right = seqAdd(this.rcvNxt, space);
+    const advertised = Math.max(0, seqDiff(this.rcvAdvRight, this.rcvNxt));
+    if (
+      seqDiff(right, this.rcvAdvRight) >= Math.min(this.rcvBufSize / 2, this.effectiveMss()) &&
+      2 * advertised <= this.rcvBufSize &&
+      space >= 2 * advertised
+    ) {
       this.ackNow = true;
       this.scheduleOutput();
     }
@@ -396,6 +410,11 @@ export class TcpConnection {
   openPassive(seg: TcpRepr): void {
     this.irs = seg.seq;
     this.rcvNxt = seqAdd(seg.seq, 1);
+    // The right edge starts at RCV.NXT; the SYN-ACK then moves it to what it offers. Left at its
+    // initial 0 it would compare as ahead of RCV.NXT for half of all peer ISNs (modular
+    // comparison), and the window would be taken as up to 2^31 bytes.
+    this.rcvAdvRight = this.rcvNxt;
+    this.lastAckSent = this.rcvNxt;
     this.negotiate(seg.options);
     if (this.tsEnabled && seg.options.timestamp) this.updateTsRecent(seg.options.timestamp.tsVal);
     this.sndWnd = seg.window; // RFC 7323 §2.2: the window in a SYN is never scaled
@@ -487,7 +506,7 @@ export class TcpConnection {
       this.sampleHandshakeRtt(seg);
       this.rtxTimer.cancel();
       this.retries = 0;
-      if (this.synRetransmitted) this.rtoEst.synTimedOut();
+      if (this.synRetransmitted) this.synWasLost();
       this.setState('ESTABLISHED');
       this.ackNow = true;
       this.becameEstablished();
@@ -503,6 +522,16 @@ export class TcpConnection {
       this.sendSyn(true);
       this.rtxTimer.set(this.rtoEst.rto);
     }
+  }
+
+  /**
+   * Our SYN (or SYN-ACK) had to be retransmitted: RFC 6298 §5.7 (RTO of 3 s when no RTT sample
+   * exists) and RFC 5681 §3.1 ("the initial window used by a sender after a correctly
+   * transmitted SYN MUST be one segment").
+   */
+  private synWasLost(): void {
+    this.rtoEst.synTimedOut();
+    this.cc.cwnd = this.cc.mss;
   }
 
   private sampleHandshakeRtt(seg: TcpRepr): void {
@@ -615,6 +644,13 @@ export class TcpConnection {
   /** ACK processing (RFC 9293 §3.10.7.4 fifth check). Returns false when the segment is dropped. */
   private processAck(seg: TcpRepr): boolean {
     const ack = seg.ack;
+    // RFC 9293 §3.10.7.4 fifth check, SYN-RECEIVED: an ACK outside (SND.UNA, SND.NXT] is answered
+    // with <SEQ=SEG.ACK><CTL=RST> — it belongs to some other incarnation, and the RST tells it so.
+    // (The general rules below would send an ACK or a challenge ACK instead.)
+    if (this.state === 'SYN_RECEIVED' && (!seqGt(ack, this.sndUna) || seqGt(ack, this.sndMax))) {
+      this.sendRstFor(seg);
+      return false;
+    }
     // RFC 5961 §5.2: acceptable ACKs lie in [SND.UNA − MAX.SND.WND, SND.NXT].
     if (seqGt(ack, this.sndMax)) {
       this.ackNow = true;
@@ -626,10 +662,6 @@ export class TcpConnection {
     }
 
     if (this.state === 'SYN_RECEIVED') {
-      if (!seqGt(ack, this.sndUna)) {
-        this.sendRstFor(seg);
-        return false;
-      }
       this.sampleHandshakeRtt(seg);
       this.sndUna = seqAdd(this.sndUna, 1); // the SYN
       if (seqLt(this.sndNxt, this.sndUna)) this.sndNxt = this.sndUna;
@@ -639,7 +671,7 @@ export class TcpConnection {
       this.maxSndWnd = Math.max(this.maxSndWnd, this.sndWnd);
       this.rtxTimer.cancel();
       this.retries = 0;
-      if (this.synRetransmitted) this.rtoEst.synTimedOut();
+      if (this.synRetransmitted) this.synWasLost();
       this.setState(this.finQueued ? 'FIN_WAIT_1' : 'ESTABLISHED');
       this.becameEstablished();
       if (this.isClosed()) return false;
@@ -758,7 +790,8 @@ export class TcpConnection {
       if (!this.sackEnabled) this.cc.cwnd += this.cc.mss;
       return;
     }
-    const lost = this.dupAcks >= DUPTHRESH || (this.sackEnabled && this.scoreboard.sackedBytes >= DUPTHRESH * this.cc.mss);
+    // RFC 6675 §4 IsLost: more than (DupThresh − 1)·SMSS bytes SACKed above SND.UNA.
+    const lost = this.dupAcks >= DUPTHRESH || (this.sackEnabled && this.scoreboard.sackedBytes > (DUPTHRESH - 1) * this.cc.mss);
     // RFC 6582 §3.2 step 2: a new recovery only once the ACK passes `recover`.
     if (lost && (seqGt(this.sndUna, this.recover) || this.sndUna === this.recover)) this.enterFastRecovery();
   }
@@ -848,8 +881,11 @@ export class TcpConnection {
         break;
       case 'FIN_WAIT_2':
         this.sendAck(); // the last ACK goes out before we sit in TIME-WAIT
-        this.enterTimeWait();
-        break;
+        // The application hears the end of the data before the close (onClose fires on entering
+        // TIME-WAIT): the same order as every other path, and as a socket reports EOF then close.
+        this.onEnd?.();
+        if (this.state === 'FIN_WAIT_2') this.enterTimeWait();
+        return;
       default:
         break;
     }
@@ -972,7 +1008,11 @@ export class TcpConnection {
       const pipe = hs === null ? seqDiff(this.sndMax, this.sndUna) : seqDiff(this.sndMax, hs) + this.scoreboard.holeBytes(this.sndUna, seqMin(seqMax(this.highRxt, this.sndUna), hs));
       usable = Math.min(this.cc.cwnd - pipe, seqDiff(seqAdd(this.sndUna, this.sndWnd), this.sndNxt));
     } else {
-      usable = Math.min(this.cc.cwnd, this.sndWnd) - seqDiff(this.sndNxt, this.sndUna);
+      // RFC 3042 Limited Transmit (RFC 5681 §3.2 SHOULD): on the first and second duplicate ACK,
+      // one new segment each may go beyond cwnd, so that a loss in a small window still draws the
+      // three duplicates fast retransmit needs instead of waiting for the RTO. New data only.
+      const limited = !this.inRecovery && !retransmitting && this.dupAcks > 0 ? Math.min(this.dupAcks, DUPTHRESH - 1) * this.cc.mss : 0;
+      usable = Math.min(this.cc.cwnd + limited, this.sndWnd) - seqDiff(this.sndNxt, this.sndUna);
     }
     const maxPayload = this.maxPayload();
     let len = Math.max(0, Math.min(maxPayload, avail, force ? maxPayload : usable));

@@ -150,6 +150,9 @@ export class TcpLayer implements TransportProtocol, ConnectionHost {
     const rest = list.filter((x) => x !== l);
     if (rest.length) this.listeners.set(l.port, rest);
     else this.listeners.delete(l.port);
+    // Its half-open connections have nobody left to accept them: reset them now (as closing a
+    // listening socket does) rather than hand them to a callback whose owner has gone away.
+    for (const conn of [...this.conns.values()]) if (conn.owner === l) conn.abort();
   }
 
   /** Active open (RFC 9293 §3.10.1): returns the connection in SYN-SENT; watch onConnected/onError. */

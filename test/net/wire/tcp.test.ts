@@ -150,6 +150,29 @@ describe('TCP wire codec', () => {
     expect(p).toEqual({ ok: true, value: { windowScale: 14 } });
   });
 
+  it('never throws on arbitrary bytes (a small seeded fuzz), and mutated options stay in bounds', () => {
+    let s = 12345;
+    const rnd = (): number => {
+      // xorshift32: deterministic, no dependency on the harness
+      s ^= s << 13;
+      s ^= s >>> 17;
+      s ^= s << 5;
+      return (s >>> 0) / 4294967296;
+    };
+    const base = encode(
+      repr({ options: { mss: 1460, windowScale: 7, sackPermitted: true, timestamp: { tsVal: 1, tsEcr: 2 }, sackBlocks: [{ left: 1, right: 2 }] }, payload: PAYLOAD }),
+    );
+    for (let i = 0; i < 5000; i++) {
+      const b = i % 2 === 0 ? Uint8Array.from({ length: Math.floor(rnd() * 80) }, () => Math.floor(rnd() * 256)) : base.slice();
+      if (i % 2 === 1) for (let k = 0; k < 3; k++) b[20 + Math.floor(rnd() * 40)] = Math.floor(rnd() * 256); // scramble options
+      const r = parseTcp(b);
+      if (r.ok) {
+        expect(r.value.payload.length).toBeLessThanOrEqual(b.length - 20);
+        for (const blk of r.value.options.sackBlocks ?? []) expect(blk.left).toBeGreaterThanOrEqual(0);
+      }
+    }
+  });
+
   it('formats flags tcpdump style', () => {
     expect(formatTcpFlags(TH_SYN | TH_ACK)).toBe('S.');
     expect(formatTcpFlags(TH_FIN | TH_ACK)).toBe('F.');
