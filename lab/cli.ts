@@ -318,6 +318,17 @@ async function runCommand(configPath: string | undefined, specs: string[], opts:
   const registry = createDeviceRegistry();
   const loaded = loadConfig(configPath, registry);
   if (!loaded.ok) fail(`invalid config:\n  ${loaded.messages.join('\n  ')}`, 2);
+  const tapBackend = loaded.config.backends.find((b) => b.className === 'NIC_BRIDGE' || b.className === 'TAP');
+  if (tapBackend && specs.length === 0) {
+    // Palacios' NIC_BRIDGE: the NIC bridged to a host device; here, a TAP behind our switch.
+    const name = tapBackend.params['hostnic'] ?? tapBackend.params['ifname'] ?? tapBackend.params['name'];
+    if (!name) fail(`line ${tapBackend.line}: backend ${tapBackend.id} needs <hostnic name="tap2"/> (the TAP device to bridge to)`, 2);
+    const nicDev = loaded.config.devices.find((d) => d.id === tapBackend.frontend);
+    await upCommand(name, { nic: nicModel ?? (nicDev ? (NIC_CLASSES[nicDev.className] ?? 'rtl8139') : 'rtl8139'), config: configPath, vms: 1, for: opts.for, seed: 1 }, g);
+    return;
+  }
+  const switchBackend = loaded.config.backends.find((b) => b.className === 'SWITCH');
+  if (switchBackend) fail(`line ${switchBackend.line}: a SWITCH backend in XML is not supported by "lab run" yet; use "lab up tapN --vms N" for several guests on one switch`, 2);
   if (nicModel) {
     // -net nic,model=…: every NIC of the config becomes that model.
     const cls = Object.entries(NIC_CLASSES).find(([, m]) => m === nicModel)![0];

@@ -272,6 +272,8 @@ function collectParams(n: Node, skip: string[]): Record<string, string> {
     if (skip.includes(key) || key === '#text') continue;
     const t = simpleText(v);
     if (t !== undefined) out[key] = t;
+    // Palacios' <hostnic name="eth0"/> form: an element whose value is its name attribute.
+    else if (v !== null && typeof v === 'object' && !Array.isArray(v) && typeof (v as Record<string, unknown>)['@_name'] === 'string') out[key] = (v as Record<string, string>)['@_name']!;
   }
   return out;
 }

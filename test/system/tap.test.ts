@@ -98,6 +98,16 @@ describe('lab run with the manual\'s TAP line', () => {
   }, 60_000);
 });
 
+describe('lab run with a Palacios NIC_BRIDGE config', () => {
+  it('examples/tap2.xml bridges the guest to tap2', async () => {
+    ns = new Netns();
+    const lab = await ns.start([...CLI, '--no-capture', 'run', 'examples/tap2.xml', '--for', '60'], 'ready:');
+    expect(ns.run(['ping', '-c', '3', '-i', '0.1', '-W', '2', '172.22.0.2']).stdout.toString()).toContain('3 received');
+    lab.child.kill('SIGINT');
+    expect(await lab.exit).toBe(0);
+  }, 60_000);
+});
+
 describe('lab redirect needs no root', () => {
   it('an unprivileged user runs the redirect and curl reaches the guest', async () => {
     ns = new Netns();
