@@ -62,6 +62,13 @@ export interface TransportProtocol {
   icmpError?(type: number, code: number, quoted: { src: Ipv4Addr; dst: Ipv4Addr; transportHeader: Uint8Array }): void;
 }
 
+/**
+ * Bytes a transport may leave free in front of its payload (Ethernet 14 + IPv4 20): when
+ * `IpOutput.payload` sits at this offset at the start of its own buffer, the IP layer writes its
+ * headers in place instead of copying the datagram.
+ */
+export const IP_HEADROOM = 34;
+
 export const IPPROTO_ICMP = 1;
 export const IPPROTO_TCP = 6;
 export const IPPROTO_UDP = 17;

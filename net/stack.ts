@@ -1,7 +1,7 @@
 import { formatIpv4, isBroadcastMac, MAC_BROADCAST, type Ipv4Addr } from './addr.js';
 import type { Clock } from './clock.js';
 import type { FramePort } from './frame-port.js';
-import { IPPROTO_ICMP, type IpDatagramInfo, type IpLayer, type IpOutput, type IpSendResult, type TransportProtocol } from './ip-layer.js';
+import { IP_HEADROOM, IPPROTO_ICMP, type IpDatagramInfo, type IpLayer, type IpOutput, type IpSendResult, type TransportProtocol } from './ip-layer.js';
 import { Netif } from './netif.js';
 import { ArpCache, DEFAULT_ARP_OPTIONS, type ArpOptions } from './ip/arp-cache.js';
 import { DEFAULT_REASSEMBLY, Reassembler } from './ip/reassembly.js';
@@ -175,10 +175,13 @@ export class Stack implements IpLayer {
     const ttl = d.ttl ?? this.ttl;
     const total = IPV4_HEADER_LEN + d.payload.length;
     if (total <= n.mtu) {
-      const pkt = new Uint8Array(total);
-      emitIpv4Header(pkt, 0, { id, ttl, tos: d.tos ?? 0, flagsOffset: d.dontFragment ? IP_DF : 0, protocol: d.protocol, src: d.src, dst: d.dst, payloadLength: d.payload.length });
-      pkt.set(d.payload, IPV4_HEADER_LEN);
-      return this.sendIp(n, r.nextHop, pkt);
+      // Built with headroom for the Ethernet header, so the frame goes out without another copy;
+      // a transport that left IP_HEADROOM in front of its payload is not copied at all.
+      const inPlace = d.payload.byteOffset === IP_HEADROOM && d.payload.buffer.byteLength === IP_HEADROOM + d.payload.length;
+      const frame = inPlace ? new Uint8Array(d.payload.buffer, 0, ETH_HEADER_LEN + total) : new Uint8Array(ETH_HEADER_LEN + total);
+      emitIpv4Header(frame, ETH_HEADER_LEN, { id, ttl, tos: d.tos ?? 0, flagsOffset: d.dontFragment ? IP_DF : 0, protocol: d.protocol, src: d.src, dst: d.dst, payloadLength: d.payload.length });
+      if (!inPlace) frame.set(d.payload, ETH_HEADER_LEN + IPV4_HEADER_LEN);
+      return this.sendIp(n, r.nextHop, frame.subarray(ETH_HEADER_LEN));
     }
     if (d.dontFragment) {
       this.stats.txTooBig++;
@@ -215,6 +218,12 @@ export class Stack implements IpLayer {
   }
 
   private transmitIp(n: Netif, mac: Uint8Array, pkt: Uint8Array): boolean {
+    if (pkt.byteOffset === ETH_HEADER_LEN && pkt.buffer.byteLength === ETH_HEADER_LEN + pkt.length) {
+      // The packet was built with headroom: fill in the Ethernet header in place.
+      const frame = new Uint8Array(pkt.buffer, 0, ETH_HEADER_LEN + pkt.length);
+      emitEthernetHeader(frame, mac, n.mac, ETHERTYPE_IPV4);
+      return this.sendRaw(n, frame);
+    }
     return this.sendFrame(n, mac, ETHERTYPE_IPV4, pkt);
   }
 
@@ -222,6 +231,10 @@ export class Stack implements IpLayer {
     const frame = new Uint8Array(ETH_HEADER_LEN + payload.length);
     emitEthernetHeader(frame, dstMac, n.mac, type);
     frame.set(payload, ETH_HEADER_LEN);
+    return this.sendRaw(n, frame);
+  }
+
+  private sendRaw(n: Netif, frame: Uint8Array): boolean {
     const ok = n.port.send(frame);
     if (ok) {
       n.counters.txFrames++;

@@ -10,7 +10,7 @@
  */
 import type { Ipv4Addr } from '../addr.js';
 import type { Clock } from '../clock.js';
-import { IPPROTO_TCP, type IpDatagramInfo, type IpLayer, type TransportProtocol } from '../ip-layer.js';
+import { IP_HEADROOM, IPPROTO_TCP, type IpDatagramInfo, type IpLayer, type TransportProtocol } from '../ip-layer.js';
 import { emitTcp, parseTcp, tcpEncodingLength, TH_ACK, TH_FIN, TH_RST, TH_SYN, type TcpRepr } from '../wire/tcp.js';
 import { DEFAULT_TCP_CONFIG, type TcpConfig, type TcpConnectionOptions } from './config.js';
 import { TCP_IP_HEADERS, TcpConnection, type ConnectionHost } from './connection.js';
@@ -369,10 +369,13 @@ export class TcpLayer implements TransportProtocol, ConnectionHost {
   }
 
   private sendSegment(src: Ipv4Addr, dst: Ipv4Addr, repr: TcpRepr): void {
-    const buf = new Uint8Array(tcpEncodingLength(repr));
-    emitTcp(repr, buf, 0, src, dst);
+    // Headroom for the IPv4 and Ethernet headers (IP_HEADROOM): the IP layer fills them in place,
+    // so the segment is not copied again on its way to the wire.
+    const len = tcpEncodingLength(repr);
+    const buf = new Uint8Array(IP_HEADROOM + len);
+    emitTcp(repr, buf, IP_HEADROOM, src, dst);
     this.stats.segmentsOut++;
-    const r = this.ip.output({ src, dst, protocol: IPPROTO_TCP, payload: buf, dontFragment: true });
+    const r = this.ip.output({ src, dst, protocol: IPPROTO_TCP, payload: buf.subarray(IP_HEADROOM), dontFragment: true });
     if (r !== 'sent' && r !== 'queued') this.stats.outputErrors++;
   }
 

@@ -299,13 +299,15 @@ export class Rtl8139 implements NicDevice {
 
   private accepts(frame: Uint8Array): number {
     const rcr = this.rcr;
-    const dst = frame.subarray(0, 6);
-    if ((dst[0]! & 1) === 0) {
-      const mine = dst.every((b, i) => b === this.regs[RTL_IDR + i]);
+    const regs = this.regs;
+    if ((frame[0]! & 1) === 0) {
+      let mine = true;
+      for (let i = 0; i < 6; i++) if (frame[i] !== regs[RTL_IDR + i]) mine = false;
       if (mine && rcr & RCR_APM) return RX_STATUS_PAM;
       return rcr & RCR_AAP ? 0 : -1; // promiscuous: accepted, no match bit
     }
-    if (dst.every((b) => b === 0xff)) return rcr & (RCR_AB | RCR_AAP) ? RX_STATUS_BAR : -1;
+    const dst = frame.subarray(0, 6);
+    if (frame[0] === 0xff && frame[1] === 0xff && frame[2] === 0xff && frame[3] === 0xff && frame[4] === 0xff && frame[5] === 0xff) return rcr & (RCR_AB | RCR_AAP) ? RX_STATUS_BAR : -1;
     if (rcr & RCR_AAP) return RX_STATUS_MAR;
     if (!(rcr & RCR_AM)) return -1;
     const bit = multicastHashBit(dst);
@@ -338,22 +340,29 @@ export class Rtl8139 implements NicDevice {
       this.raise(ISR_RXOVW);
       return false;
     }
-    const packet = new Uint8Array(4 + length);
-    const pv = new DataView(packet.buffer);
-    pv.setUint16(0, status | RX_STATUS_ROK, true);
-    pv.setUint16(2, length, true);
-    packet.set(body, 4);
-    pv.setUint32(4 + body.length, ethernetFcs(body), true);
     const base = this.dv.getUint32(RTL_RBSTART, true);
     const wrap = (this.rcr & RCR_WRAP) !== 0;
-    // With WRAP set the chip runs past the ring's end into the driver's overflow area;
-    // without it the packet wraps to the start of the ring.
-    const first = wrap ? packet.length : Math.min(packet.length, ring - this.rxWrite);
-    let r = this.ctx.memory.write(base + this.rxWrite, packet.subarray(0, first));
-    if (!isDmaFault(r) && first < packet.length) r = this.ctx.memory.write(base, packet.subarray(first));
-    if (isDmaFault(r)) {
-      this.ctx.fail(this.id, `receive ring at 0x${base.toString(16)}: ${r.message}`);
-      return false;
+    const fcs = ethernetFcs(body);
+    const total = 4 + length;
+    // With WRAP set the chip runs past the ring's end into the driver's overflow area, so the
+    // packet is one contiguous DMA straight into guest memory; without it, it wraps to the start.
+    if (wrap || this.rxWrite + total <= ring) {
+      const view = this.ctx.memory.view(base + this.rxWrite, total);
+      if (isDmaFault(view)) {
+        this.ctx.fail(this.id, `receive ring at 0x${base.toString(16)}: ${view.message}`);
+        return false;
+      }
+      writeRxPacket(view, status | RX_STATUS_ROK, length, body, fcs);
+    } else {
+      const packet = new Uint8Array(total);
+      writeRxPacket(packet, status | RX_STATUS_ROK, length, body, fcs);
+      const first = ring - this.rxWrite;
+      let r = this.ctx.memory.write(base + this.rxWrite, packet.subarray(0, first));
+      if (!isDmaFault(r)) r = this.ctx.memory.write(base, packet.subarray(first));
+      if (isDmaFault(r)) {
+        this.ctx.fail(this.id, `receive ring at 0x${base.toString(16)}: ${r.message}`);
+        return false;
+      }
     }
     this.ctx.telemetry.record('dma', this.id);
     this.rxWrite = (this.rxWrite + need) % ring;
@@ -377,6 +386,20 @@ export class Rtl8139 implements NicDevice {
     this.pci.setIntx(want);
   }
   private lineHigh = false;
+}
+
+/** The receive-ring record: status (LE16), length incl. FCS (LE16), the frame, the FCS (LE32). */
+function writeRxPacket(out: Uint8Array, status: number, length: number, body: Uint8Array, fcs: number): void {
+  out[0] = status & 0xff;
+  out[1] = status >> 8;
+  out[2] = length & 0xff;
+  out[3] = length >> 8;
+  out.set(body, 4);
+  const o = 4 + body.length;
+  out[o] = fcs & 0xff;
+  out[o + 1] = (fcs >>> 8) & 0xff;
+  out[o + 2] = (fcs >>> 16) & 0xff;
+  out[o + 3] = fcs >>> 24;
 }
 
 function padTo60(frame: Uint8Array): Uint8Array {

@@ -134,3 +134,19 @@ describe('RTL8139 model', () => {
     expect(isNic(vm.device('net0')!)).toBe(true);
   });
 });
+
+describe('ether CRC against the bitwise definition', () => {
+  it('matches a plain bit-at-a-time CRC-32 for every length 0..100 and a full frame', () => {
+    const bitwise = (d: Uint8Array): number => {
+      let c = 0xffffffff;
+      for (const b of d) {
+        c ^= b;
+        for (let k = 0; k < 8; k++) c = c & 1 ? (0xedb88320 ^ (c >>> 1)) >>> 0 : c >>> 1;
+      }
+      return (c ^ 0xffffffff) >>> 0;
+    };
+    const data = new Uint8Array(1514).map((_, i) => (i * 97 + 13) & 0xff);
+    for (let n = 0; n <= 100; n++) expect(ethernetFcs(data.subarray(0, n))).toBe(bitwise(data.subarray(0, n)));
+    expect(ethernetFcs(data)).toBe(bitwise(data));
+  });
+});
