@@ -35,7 +35,22 @@ interface GlobalOptions {
   capture: boolean;
   captureMaxMb?: number;
   mergedCapture?: boolean;
+  stats?: number;
   quiet?: boolean;
+}
+
+/** Live counters every `g.stats` seconds (a long run says how it is doing); returns a stopper. */
+function liveStats(g: GlobalOptions, line: () => string): () => void {
+  if (!g.stats || g.stats <= 0) return () => {};
+  const t = setInterval(() => process.stdout.write(`[${new Date().toISOString().slice(11, 19)}] ${line()}\n`), g.stats * 1000);
+  return () => clearInterval(t);
+}
+
+function nicLine(nics: { id: string; counters(): Record<string, number> }[]): string {
+  return nics.map((n) => {
+    const c = n.counters();
+    return `${n.id} rx ${c['rxFrames'] ?? 0}/${c['rxBytes'] ?? 0}B tx ${c['txFrames'] ?? 0}/${c['txBytes'] ?? 0}B`;
+  }).join('  ');
 }
 
 function captureRun(command: string, clock: RealClock, g: GlobalOptions): CaptureRun {
@@ -78,6 +93,7 @@ export function buildProgram(): Command {
     .option('--no-capture', 'write no pcaps for this run')
     .option('--capture-max-mb <mb>', 'ring mode: rotate each hop\'s pcap before it exceeds this size', parseFloat)
     .option('--merged-capture', 'also write all.pcapng with one named interface per hop')
+    .option('--stats <seconds>', 'print a line of live counters every N seconds', parseFloat)
     .option('-q, --quiet', 'only errors and warnings')
     .addHelpText('after', EXAMPLES)
     .showHelpAfterError('(run "lab --help" for usage and examples)');
@@ -295,12 +311,14 @@ async function upCommand(tap: string, opts: UpCliOptions, g: GlobalOptions): Pro
     }
   };
   process.on('SIGUSR1', counters);
+  const stopStats = liveStats(g, () => `${tap} rx ${lab.tap.stats.rxFrames} tx ${lab.tap.stats.txFrames}  ${lab.guests.map((gu) => nicLine(gu.guest.vm.nics().map((n) => ({ id: `${gu.guest.vm.config.name}.${n.id}`, counters: () => n.counters() })))).join('  ')}`);
   await new Promise<void>((resolve) => {
     const done = (): void => resolve();
     if (opts.for !== undefined) setTimeout(done, opts.for * 1000);
     process.once('SIGINT', done);
     process.once('SIGTERM', done);
   });
+  stopStats();
   lab.close();
   counters();
   run.closeSync();
@@ -370,12 +388,14 @@ async function runCommand(configPath: string | undefined, specs: string[], opts:
     if (lab.userNet) process.stdout.write(`  usernet ${Object.entries(lab.userNet.stats).map(([k, v]) => `${k}=${v}`).join(' ')}\n`);
   };
   process.on('SIGUSR1', printTelemetry);
+  const stopStats = liveStats(g, () => `${nicLine(vm.nics())}${lab.userNet ? `  redirected ${lab.userNet.stats.redirectedConnections} nat ${lab.userNet.stats.natTcp}` : ''}`);
   await new Promise<void>((resolve) => {
     const done = (): void => resolve();
     if (opts.for !== undefined) setTimeout(done, opts.for * 1000);
     process.once('SIGINT', done);
     process.once('SIGTERM', done);
   });
+  stopStats();
   lab.close();
   printTelemetry();
   run.closeSync();

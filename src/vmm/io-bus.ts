@@ -141,6 +141,7 @@ export class IoBus {
       value = ALL_ONES[size];
     }
     this.telemetry.record(kind, region.owner, this.telemetry.timing ? (performance.now() - t0) * 1e6 : 0);
+    this.telemetry.recordRegister(kind, region.owner, offset);
     return (value & ALL_ONES[size]) >>> 0;
   }
 
@@ -156,5 +157,6 @@ export class IoBus {
       this.onFault(region.owner, e);
     }
     this.telemetry.record(kind, region.owner, this.telemetry.timing ? (performance.now() - t0) * 1e6 : 0);
+    this.telemetry.recordRegister(kind, region.owner, offset);
   }
 }

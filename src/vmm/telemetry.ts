@@ -19,6 +19,30 @@ export class Telemetry {
     this.timing = timing;
   }
 
+  /** Exits per device register: device → (offset << 2 | access kind) → count. */
+  private readonly byRegister = new Map<string, Map<number, number>>();
+
+  /** An exit that hit register `offset` (relative to the device's region) of `device`. */
+  recordRegister(kind: ExitKind, device: string, offset: number): void {
+    let m = this.byRegister.get(device);
+    if (!m) {
+      m = new Map();
+      this.byRegister.set(device, m);
+    }
+    const key = (offset << 2) | REG_KINDS.indexOf(kind);
+    m.set(key, (m.get(key) ?? 0) + 1);
+  }
+
+  /** The busiest registers of `device`: offset, access kind and count, most exits first. */
+  registers(device: string, limit = 10): { offset: number; kind: ExitKind; count: number }[] {
+    const m = this.byRegister.get(device);
+    if (!m) return [];
+    return [...m.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, limit)
+      .map(([key, count]) => ({ offset: key >>> 2, kind: REG_KINDS[key & 3]!, count }));
+  }
+
   record(kind: ExitKind, device: string, ns = 0): void {
     bump(this.byKind, kind, ns);
     let d = this.byDevice.get(device);
@@ -58,10 +82,14 @@ export class Telemetry {
     for (const [dev, m] of Object.entries(snap.devices)) {
       const parts = Object.entries(m).map(([k, n]) => `${k}=${n}`);
       lines.push(`  ${dev.padEnd(18)} ${parts.join(' ')}`);
+      const regs = this.registers(dev, 6);
+      if (regs.length > 0) lines.push(`  ${''.padEnd(18)} top registers: ${regs.map((r) => `0x${r.offset.toString(16).padStart(2, '0')} ${r.kind}=${r.count}`).join(', ')}`);
     }
     return lines.join('\n');
   }
 }
+
+const REG_KINDS: ExitKind[] = ['io-in', 'io-out', 'mmio-read', 'mmio-write'];
 
 export interface TelemetrySnapshot {
   kinds: Partial<Record<ExitKind, { count: number; avgNs: number }>>;

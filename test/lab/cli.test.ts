@@ -65,4 +65,11 @@ describe('lab CLI', () => {
     expect(r.stdout).toMatch(/telemetry vm0: \d+ exits/);
     expect(r.stdout).toMatch(/io-out\s+\d+/);
   });
+
+  it('--stats prints live counter lines during a run, and telemetry names the busiest registers', async () => {
+    const r = await lab(['--no-capture', '--stats', '0.4', 'run', '--for', '1.5']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^\[\d\d:\d\d:\d\d\] net0 rx \d+/m);
+    expect(r.stdout).toMatch(/top registers: 0x[0-9a-f]{2} io-/);
+  });
 });

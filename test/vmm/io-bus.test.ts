@@ -71,3 +71,22 @@ describe('IoBus', () => {
     expect(faults).toEqual(['bad', 'bad']);
   });
 });
+
+describe('exits by register', () => {
+  it('counts each access against the register offset it hit', async () => {
+    const { IoBus } = await import('../../src/vmm/io-bus.js');
+    const { Telemetry } = await import('../../src/vmm/telemetry.js');
+    const t = new Telemetry();
+    const bus = new IoBus(t);
+    bus.registerPorts('nic', 0xc000, 0x100, { read: () => 0, write: () => {} });
+    for (let i = 0; i < 5; i++) bus.inw(0xc03e);
+    bus.outw(0xc03e, 1);
+    bus.outl(0xc010, 60);
+    expect(t.registers('nic')).toEqual([
+      { offset: 0x3e, kind: 'io-in', count: 5 },
+      { offset: 0x3e, kind: 'io-out', count: 1 },
+      { offset: 0x10, kind: 'io-out', count: 1 },
+    ]);
+    expect(t.report()).toContain('top registers: 0x3e io-in=5');
+  });
+});
