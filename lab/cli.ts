@@ -301,6 +301,7 @@ async function upCommand(tap: string, opts: UpCliOptions, g: GlobalOptions): Pro
   run.link(tap, `sw.${lab.guests[0]?.guest.vm.config.name ?? 'vm0'}`, 'learning switch');
   for (const line of lab.summary) say(`${line}\n`);
   if (lab.hostAddr) say(`ready: try  ping ${lab.guests[0]!.addr}   curl http://${lab.guests[0]!.addr}/   (Ctrl-C stops; kill -USR1 ${process.pid} prints counters)\n`);
+  else say(`ready: guests at ${lab.guests.map((gu) => gu.addr).join(', ')} on ${tap}; address the host side yourself (Ctrl-C stops)\n`);
   const counters = (): void => {
     process.stdout.write(`${tap}: rx ${lab.tap.stats.rxFrames} frames ${lab.tap.stats.rxBytes} bytes, tx ${lab.tap.stats.txFrames} frames ${lab.tap.stats.txBytes} bytes, drops ${lab.tap.stats.txDrops}\n`);
     process.stdout.write(`switch: ${Object.entries(lab.sw.stats).map(([k, v]) => `${k}=${v}`).join(' ')}\n`);

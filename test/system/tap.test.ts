@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -131,6 +131,33 @@ describe('lab up: several guests and the host on one switch', () => {
     lab.child.kill('SIGTERM');
     expect(await lab.exit).toBe(0);
   }, 120_000);
+});
+
+describe('lab up: bridging and ifup scripts', () => {
+  it('--bridge BR enslaves the TAP to an existing bridge with no address on the TAP', async () => {
+    ns = new Netns();
+    expect(ns.sh('ip link add br7 type bridge && ip addr add 172.22.0.1/16 dev br7 && ip link set br7 up').status).toBe(0);
+    const lab = await ns.start([...CLI, '--no-capture', 'up', 'tap2', '--bridge', 'br7', '--for', '60'], 'enslaved to bridge br7');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(ns.sh('ip -o link show tap2').stdout).toContain('master br7');
+    expect(ns.sh('ip -o -4 addr show dev tap2').stdout.trim()).toBe('');
+    expect(ns.run(['ping', '-c', '3', '-i', '0.2', '-W', '2', '172.22.0.2']).stdout.toString()).toContain('3 received');
+    lab.child.kill('SIGINT');
+    expect(await lab.exit).toBe(0);
+  }, 60_000);
+
+  it('--script PATH runs the user\'s ifup script with the interface name as $1', async () => {
+    ns = new Netns();
+    const script = `/tmp/netlab-ifup-${process.pid}.sh`;
+    writeFileSync(script, '#!/bin/sh\nip addr add 172.22.0.1/16 dev "$1"\nip link set "$1" up\necho "ifup ran for $1" > /tmp/netlab-ifup-' + process.pid + '.out\n', { mode: 0o755 });
+    const lab = await ns.start([...CLI, '--no-capture', 'up', 'tap2', '--script', script, '--for', '60'], 'configured by');
+    expect(readFileSync(`/tmp/netlab-ifup-${process.pid}.out`, 'utf8')).toBe('ifup ran for tap2\n');
+    expect(ns.run(['ping', '-c', '3', '-i', '0.2', '-W', '2', '172.22.0.2']).stdout.toString()).toContain('3 received');
+    lab.child.kill('SIGINT');
+    expect(await lab.exit).toBe(0);
+    rmSync(script);
+    rmSync(`/tmp/netlab-ifup-${process.pid}.out`);
+  }, 60_000);
 });
 
 describe('lab up: errors that say what to do', () => {
