@@ -10,9 +10,13 @@
  * - Frames arriving from the other end are handed to the receiver set with `setReceiver`. The
  *   receiver returns `false` when it could not take the frame (e.g. a NIC's ring is full); the
  *   port then counts it in `stats.rxDrops`. Delivery never happens re-entrantly inside `send`.
+ * - Flow control (QEMU's `can_receive`, Ethernet's PAUSE): a port whose `holds` is true keeps a
+ *   frame its receiver answers with `'busy'`, stops delivering, and offers that frame again once
+ *   the receiver calls `ready()`. A receiver returns `'busy'` only to a port that holds; anywhere
+ *   else it refuses with `false`, so the sender's queue, not the NIC, is where a slow guest waits.
  * - Frames are Ethernet II frames without preamble or FCS, 14..65535 bytes.
  */
-export type FrameReceiver = (frame: Uint8Array) => boolean | void;
+export type FrameReceiver = (frame: Uint8Array) => boolean | 'busy' | void;
 
 export interface FramePortStats {
   txFrames: number;
@@ -28,6 +32,10 @@ export interface FramePort {
   readonly stats: FramePortStats;
   send(frame: Uint8Array): boolean;
   setReceiver(receiver: FrameReceiver | null): void;
+  /** True when this port keeps a frame its receiver calls `'busy'` (see the contract above). */
+  readonly holds?: boolean;
+  /** The receiver can take frames again: offer the held one. A no-op when nothing is held. */
+  ready?(): void;
 }
 
 export function emptyStats(): FramePortStats {

@@ -4,6 +4,12 @@ import { emptyStats, MAX_FRAME, MIN_FRAME, type FramePort, type FramePortStats, 
 export interface LinkOptions {
   /** Frames queued per direction before new ones are dropped (backpressure bound). */
   queueLimit?: number;
+  /**
+   * Honour a receiver's `'busy'` by holding frames until it calls `ready()` (default true), the way
+   * QEMU queues packets while a NIC cannot receive. False makes the link ignore it, so a full NIC
+   * ring drops frames as real hardware on a partner without PAUSE support does.
+   */
+  flowControl?: boolean;
 }
 
 /**
@@ -13,8 +19,9 @@ export interface LinkOptions {
  */
 export function createLink(clock: Clock, names: [string, string] = ['a', 'b'], options: LinkOptions = {}): [FramePort, FramePort] {
   const limit = options.queueLimit ?? 1024;
-  const a = new LinkEnd(names[0], clock, limit);
-  const b = new LinkEnd(names[1], clock, limit);
+  const hold = options.flowControl ?? true;
+  const a = new LinkEnd(names[0], clock, limit, hold);
+  const b = new LinkEnd(names[1], clock, limit, hold);
   a.peer = b;
   b.peer = a;
   return [a, b];
@@ -28,11 +35,14 @@ class LinkEnd implements FramePort {
   private inbound: Uint8Array[] = [];
   private inboundHead = 0;
   private scheduled: TimerHandle | null = null;
+  /** The receiver said `'busy'`: delivery waits for `ready()`. */
+  private paused = false;
 
   constructor(
     readonly name: string,
     private readonly clock: Clock,
     private readonly limit: number,
+    readonly holds: boolean,
   ) {}
 
   send(frame: Uint8Array): boolean {
@@ -49,11 +59,23 @@ class LinkEnd implements FramePort {
 
   setReceiver(receiver: FrameReceiver | null): void {
     this.receiver = receiver;
+    // A new receiver (or none) owes us no `ready()`: whatever is held is offered to it now.
+    this.ready();
+  }
+
+  ready(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (!this.scheduled && !this.paused && this.inboundHead < this.inbound.length) this.scheduled = this.clock.setTimer(0, () => this.drain());
   }
 
   private enqueue(frame: Uint8Array): void {
     this.inbound.push(frame);
-    if (!this.scheduled) this.scheduled = this.clock.setTimer(0, () => this.drain());
+    this.schedule();
   }
 
   private drain(): void {
@@ -62,17 +84,22 @@ class LinkEnd implements FramePort {
     const end = this.inbound.length;
     while (this.inboundHead < end) {
       const frame = this.inbound[this.inboundHead]!;
+      const ok = this.receiver ? this.receiver(frame) : false;
+      if (ok === 'busy' && this.holds) {
+        // Keep it at the head; the receiver calls ready() when it has room.
+        this.paused = true;
+        break;
+      }
       this.inbound[this.inboundHead++] = undefined as unknown as Uint8Array;
       this.stats.rxFrames++;
       this.stats.rxBytes += frame.length;
-      const ok = this.receiver ? this.receiver(frame) : false;
-      if (ok === false) this.stats.rxDrops++;
+      if (ok === false || ok === 'busy') this.stats.rxDrops++;
     }
     if (this.inboundHead === this.inbound.length) {
       this.inbound = [];
       this.inboundHead = 0;
-    } else if (!this.scheduled) {
-      this.scheduled = this.clock.setTimer(0, () => this.drain());
+    } else {
+      this.schedule();
     }
   }
 }

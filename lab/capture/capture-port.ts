@@ -53,6 +53,8 @@ export class CapturePoint implements FramePort {
   readonly stats: FramePortStats = emptyStats();
   readonly counters: CaptureCounters;
   private receiver: FrameReceiver | null = null;
+  /** The frame the receiver last answered `'busy'` (already recorded). */
+  private heldFrame: Uint8Array | null = null;
 
   /**
    * @param inner the port being tapped (frames sent to the capture point go to it)
@@ -86,16 +88,33 @@ export class CapturePoint implements FramePort {
     this.receiver = receiver;
   }
 
+  /** Flow control passes straight through: the tapped port is the one that holds frames. */
+  get holds(): boolean {
+    return this.inner.holds === true;
+  }
+
+  ready(): void {
+    this.inner.ready?.();
+  }
+
   /** Stop recording and give the wrapped port back its receiver (the outer one). */
   detach(): FramePort {
     this.inner.setReceiver(this.receiver);
     return this.inner;
   }
 
-  private deliver(frame: Uint8Array): boolean {
-    this.count('in', frame);
+  private deliver(frame: Uint8Array): boolean | 'busy' {
+    // A frame the receiver called busy comes back later, the same object: record it once, when
+    // first seen, so the pcap keeps wire order (the guest may answer inside the receiver).
+    if (frame !== this.heldFrame) this.count('in', frame);
+    this.heldFrame = null;
     // No receiver is a refusal, as it is for a link end (the frame is counted as dropped there).
-    const ok = this.receiver ? this.receiver(frame) !== false : false;
+    const answer = this.receiver ? this.receiver(frame) : false;
+    if (answer === 'busy' && this.holds) {
+      this.heldFrame = frame;
+      return 'busy';
+    }
+    const ok = answer !== false && answer !== 'busy';
     if (ok) {
       this.stats.rxFrames++;
       this.stats.rxBytes += frame.length;

@@ -107,6 +107,8 @@ export class Ne2000 implements NicDevice {
   /** The handler for the 32-port window (the factory registers it on the ISA bus). */
   readonly ioHandler: IoHandler;
   private port: FramePort | null = null;
+  /** A frame was answered `'busy'` (ring full): the port waits for ready(). */
+  private rxWaiting = false;
 
   /** PROM at 0x0000–0x001F, packet RAM at RAM_START–RAM_END; the rest of the space reads 0xFF. */
   private readonly prom = new Uint8Array(PROM_SIZE);
@@ -142,6 +144,8 @@ export class Ne2000 implements NicDevice {
     rxFrames: 0,
     rxBytes: 0,
     rxDropOverflow: 0,
+    /** Times the ring was full and the link held the frame (flow control) instead of dropping it. */
+    rxHeldRingFull: 0,
     rxDropFiltered: 0,
     rxDropStopped: 0,
     rxDropMonitor: 0,
@@ -347,6 +351,7 @@ export class Ne2000 implements NicDevice {
         // The datasheet's RST also flags an overflowed ring and clears when the host frees a page.
         if (this.started()) this.isr &= ~ISR_RST;
         this.checkRingIfActive();
+        this.wakeReceiver();
         return;
       case P0_TPSR:
         this.tpsr = v;
@@ -427,6 +432,7 @@ export class Ne2000 implements NicDevice {
     this.cr = (v & CR_PS_MASK) | rd | run | (this.cr & CR_TXP);
     if (run === CR_STP) {
       this.isr |= ISR_RST;
+      this.wakeReceiver(); // a stopped NIC refuses the held frame (counted), it does not keep the link waiting
     } else if (run === CR_STA && !wasStarted) {
       this.isr &= ~ISR_RST;
       if (!this.checkRingIfActive()) return;
@@ -617,18 +623,28 @@ export class Ne2000 implements NicDevice {
     return this.mar[bit >> 3]! & (1 << (bit & 7)) ? RSR_PHY : -1;
   }
 
-  private receiveFromWire(frame: Uint8Array): boolean {
+  private receiveFromWire(frame: Uint8Array): boolean | 'busy' {
     if (this.state !== 'running') return false;
     if (this.tcr & TCR_LB_MASK) {
       // In loopback the receiver listens to our own transmitter, not to the network.
       this.stats.rxDropLoopback++;
       return false;
     }
-    return this.receive(frame);
+    return this.receive(frame, this.port?.holds === true);
   }
 
-  /** Store a frame in the ring. False when it could not be stored (the port counts the drop). */
-  private receive(frame: Uint8Array): boolean {
+  /** The driver moved BNRY (freed pages) or restarted the NIC: offer the held frame again. */
+  private wakeReceiver(): void {
+    if (!this.rxWaiting) return;
+    this.rxWaiting = false;
+    this.port?.ready?.();
+  }
+
+  /**
+   * Store a frame in the ring. False when it could not be stored (the port counts the drop);
+   * `'busy'` when the ring is full and the port holds frames (`canHold`) until BNRY moves.
+   */
+  private receive(frame: Uint8Array, canHold = false): boolean | 'busy' {
     if (!this.started()) {
       this.stats.rxDropStopped++;
       return false;
@@ -659,6 +675,12 @@ export class Ne2000 implements NicDevice {
     // The local DMA never writes into the page BNRY names: the ring is full when it would.
     for (let i = 0, p = this.curr; i < pages; i++, p = this.nextPage(p)) {
       if (p === this.bnry) {
+        if (canHold) {
+          // Flow control (QEMU's can_receive): the link keeps the frame until the driver frees pages.
+          this.rxWaiting = true;
+          this.stats.rxHeldRingFull++;
+          return 'busy';
+        }
         this.overflow();
         return false;
       }
@@ -748,6 +770,7 @@ export class Ne2000 implements NicDevice {
     this.rsr = 0;
     this.cntr.fill(0);
     this.updateIrq();
+    this.wakeReceiver();
   }
 
   private updateIrq(): void {

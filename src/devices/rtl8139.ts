@@ -85,12 +85,16 @@ export class Rtl8139 implements NicDevice {
   /** Where the next received packet goes (CBR) and where the driver has read up to (CAPR + 16). */
   private rxWrite = 0;
   private rxRead = 0;
+  /** A frame was answered `'busy'`: the port waits for ready(). */
+  private rxWaiting = false;
   /** TCTR counts from here (ns of the lab clock); a write to TCTR restarts it. */
   private tctrStartNs = 0;
   private readonly stats = {
     rxFrames: 0,
     rxBytes: 0,
     rxDropRingFull: 0,
+    /** Times the ring was full and the link held the frame (flow control) instead of dropping it. */
+    rxHeldRingFull: 0,
     rxDropFiltered: 0,
     rxDropDisabled: 0,
     txFrames: 0,
@@ -119,6 +123,13 @@ export class Rtl8139 implements NicDevice {
   attach(port: FramePort): void {
     this.port = port;
     port.setReceiver((frame) => this.receive(frame));
+  }
+
+  /** The driver freed ring space (CAPR) or reset the receiver: offer the held frame again. */
+  private wakeReceiver(): void {
+    if (!this.rxWaiting) return;
+    this.rxWaiting = false;
+    this.port?.ready?.();
   }
 
   stop(): void {
@@ -222,10 +233,12 @@ export class Rtl8139 implements NicDevice {
       const cr = this.regs[RTL_CR]!;
       if (cr & CR_RST) this.reset(false);
       else this.regs[RTL_CR] = cr & (CR_RE | CR_TE);
+      this.wakeReceiver();
     }
     if (touches(RTL_CAPR, 2)) {
       const ring = rxRingSize(this.rcr);
       this.rxRead = (this.dv.getUint16(RTL_CAPR, true) + 16) % ring;
+      this.wakeReceiver();
     }
     if (touches(RTL_TCR, 4)) {
       // Hardware version bits are read-only.
@@ -315,7 +328,7 @@ export class Rtl8139 implements NicDevice {
   }
 
   /** A frame from the wire. False when it could not be stored (the port counts the drop). */
-  private receive(frame: Uint8Array): boolean {
+  private receive(frame: Uint8Array): boolean | 'busy' {
     if (this.state !== 'running') return false;
     if (!(this.cr & CR_RE) || !this.pci.busMaster) {
       this.stats.rxDropDisabled++;
@@ -335,6 +348,12 @@ export class Rtl8139 implements NicDevice {
     const ring = rxRingSize(this.rcr);
     const used = (this.rxWrite - this.rxRead + ring) % ring;
     if (used + need >= ring) {
+      if (this.port?.holds) {
+        // Flow control (QEMU's can_receive): the link keeps the frame until the driver frees room.
+        this.rxWaiting = true;
+        this.stats.rxHeldRingFull++;
+        return 'busy';
+      }
       this.stats.rxDropRingFull++;
       this.dv.setUint32(RTL_MPC, (this.dv.getUint32(RTL_MPC, true) + 1) & 0xffffff, true);
       this.raise(ISR_RXOVW);

@@ -101,6 +101,8 @@ export class VirtioNet implements NicDevice {
   state: DeviceState = 'running';
   readonly pci: PciFunction;
   private port: FramePort | null = null;
+  /** A frame was answered `'busy'` for want of receive buffers: the port waits for ready(). */
+  private rxWaiting = false;
   private readonly queues: SplitVirtqueue[];
   private guestFeatures = 0;
   private queueSel = 0;
@@ -116,6 +118,8 @@ export class VirtioNet implements NicDevice {
     rxFrames: 0,
     rxBytes: 0,
     rxDropNoBuffer: 0,
+    /** Times no receive buffer was posted and the link held the frame (flow control). */
+    rxHeldNoBuffer: 0,
     rxDropNotReady: 0,
     rxDropTooBig: 0,
     rxDropFiltered: 0,
@@ -189,6 +193,11 @@ export class VirtioNet implements NicDevice {
     this.status = 0;
     this.isr = 0;
     this.pci.setIntx(false);
+    if (this.rxWaiting) {
+      // Let the held frame through: with the device reset it is refused (not ready) and counted.
+      this.rxWaiting = false;
+      this.port?.ready?.();
+    }
   }
 
   private read(off: number, size: AccessSize): number {
@@ -324,7 +333,19 @@ export class VirtioNet implements NicDevice {
       if (this.driverOk) this.processTx();
       return;
     }
-    if (queue === VIRTIO_NET_RX_QUEUE) return; // buffers are taken when frames arrive
+    if (queue === VIRTIO_NET_RX_QUEUE) {
+      // Buffers are taken when frames arrive; a kick matters only while a frame is held for them.
+      if (this.rxWaiting) {
+        this.rxWaiting = false;
+        const r = this.queues[VIRTIO_NET_RX_QUEUE]!.setNotify(false);
+        if (isVirtqError(r)) {
+          this.fail(r.message);
+          return;
+        }
+        this.port?.ready?.();
+      }
+      return;
+    }
     this.fail(`notify for queue ${queue}, which does not exist`);
   }
 
@@ -398,7 +419,7 @@ export class VirtioNet implements NicDevice {
   }
 
   /** A frame from the wire into the guest's receive buffers (§5.1.6.3, §5.1.6.4). */
-  private receive(frame: Uint8Array): boolean {
+  private receive(frame: Uint8Array): boolean | 'busy' {
     if (this.state !== 'running') return false;
     const q = this.queues[VIRTIO_NET_RX_QUEUE]!;
     if (!this.driverOk || !q.ready || !this.pci.busMaster) {
@@ -426,8 +447,19 @@ export class VirtioNet implements NicDevice {
         return false;
       }
       if (chain === null) {
-        // Out of buffers: give back what we took and refuse the frame (the port counts it).
+        // Out of buffers: give back what we took. A port that holds keeps the frame until the
+        // driver posts buffers (QEMU's can_receive); ask for that kick, which we otherwise suppress.
         q.unpop(chains.length);
+        if (this.port?.holds) {
+          const r = q.setNotify(true);
+          if (isVirtqError(r)) {
+            this.fail(r.message);
+            return false;
+          }
+          this.rxWaiting = true;
+          this.stats.rxHeldNoBuffer++;
+          return 'busy';
+        }
         this.stats.rxDropNoBuffer++;
         return false;
       }

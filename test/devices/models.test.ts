@@ -15,7 +15,7 @@ const XML = `<vm class="PC" name="t"><memory>16</memory><devices>
 <device class="RTL8139" id="net0"><bus>pci0</bus><mac>52:54:00:12:34:56</mac></device>
 </devices></vm>`;
 
-function machine() {
+function machine(link: { flowControl?: boolean } = {}) {
   const registry = createDeviceRegistry();
   const parsed = parseVmConfig(XML, { knownClasses: registry.names() });
   if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
@@ -24,7 +24,7 @@ function machine() {
   if (!made.ok) throw new Error(made.errors.join('\n'));
   const vm = made.vm;
   const nic = vm.nics()[0]!;
-  const [wire, nicEnd] = createLink(clock, ['wire', 'nic']);
+  const [wire, nicEnd] = createLink(clock, ['wire', 'nic'], link);
   nic.attach(nicEnd);
   const got: Uint8Array[] = [];
   wire.setReceiver((f) => void got.push(f));
@@ -95,7 +95,7 @@ describe('RTL8139 model', () => {
   });
 
   it('receives into the ring with header, padded frame and FCS; CAPR advances; drops when full', () => {
-    const { vm, clock, wire, io } = machine();
+    const { vm, clock, wire, io } = machine({ flowControl: false });
     vm.io.outl(io + 0x30, 0x20000); // RBSTART
     vm.io.outl(io + 0x44, 0x0000000a | 0x80); // APM | AB | WRAP, 8 KiB ring
     vm.io.outb(io + 0x37, 0x0c);

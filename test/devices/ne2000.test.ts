@@ -34,7 +34,7 @@ const CURR = 0x07; // page 1
 const DATA = 0x10;
 const RESET = 0x1f;
 
-function machine(opts: { pci?: boolean; params?: string } = {}) {
+function machine(opts: { pci?: boolean; params?: string; flowControl?: boolean } = {}) {
   const pci = opts.pci ?? true;
   const registry = createDeviceRegistry();
   registry.register('NE2000', createNe2000);
@@ -48,7 +48,7 @@ function machine(opts: { pci?: boolean; params?: string } = {}) {
   const made = Vm.create(parsed.value, { clock, logger: new Logger([], memorySink([])), registry });
   if (!made.ok) throw new Error(made.errors.join('\n'));
   const vm = made.vm;
-  const [wire, nicEnd] = createLink(clock, ['wire', 'nic']);
+  const [wire, nicEnd] = createLink(clock, ['wire', 'nic'], { flowControl: opts.flowControl });
   vm.nics()[0]!.attach(nicEnd);
   const got: Uint8Array[] = [];
   wire.setReceiver((f) => void got.push(f));
@@ -327,7 +327,7 @@ describe('NE2000 (RTL8029) on PCI', () => {
   });
 
   it('overflows when the ring is full: OVW and the missed-packet tally, nothing overwritten until OVW is cleared', () => {
-    const { io, wire, run, counters } = machine();
+    const { io, wire, run, counters } = machine({ flowControl: false });
     bringUp(io, 0x04, { start: 0x4c, stop: 0x54 });
     for (let i = 0; i < 4; i++) wire.send(frameTo(MAC, 600, i)); // 3 pages each: two fit in 7
     run();

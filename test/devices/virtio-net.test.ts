@@ -27,7 +27,7 @@ const NEXT = 1;
 const WRITE = 2;
 const INDIRECT = 4;
 
-function machine() {
+function machine(link: { flowControl?: boolean } = {}) {
   const registry = createDeviceRegistry();
   registry.register('LNX_VIRTIO_NIC', createVirtioNet);
   const parsed = parseVmConfig(XML, { knownClasses: registry.names() });
@@ -37,7 +37,7 @@ function machine() {
   if (!made.ok) throw new Error(made.errors.join('\n'));
   const vm = made.vm;
   const dev = vm.device('net0') as VirtioNet;
-  const [wire, nicEnd] = createLink(clock, ['wire', 'nic']);
+  const [wire, nicEnd] = createLink(clock, ['wire', 'nic'], link);
   dev.attach(nicEnd);
   const got: Uint8Array[] = [];
   wire.setReceiver((f) => void got.push(f));
@@ -270,7 +270,7 @@ describe('virtio-net legacy PCI device', () => {
   });
 
   it('refuses a frame when no receive buffer is posted, and counts it on both sides', () => {
-    const t = machine();
+    const t = machine({ flowControl: false });
     t.bringUp();
     t.wire.send(udpFrame([1]));
     t.clock.runUntil(() => false, 1);

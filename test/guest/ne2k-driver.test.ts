@@ -15,7 +15,7 @@ const MAC = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
 const PEER = [0x02, 0, 0, 0, 0, 1];
 
 /** A VM with the NE2000 and the ne2k driver bound, no network stack: the test is the stack. */
-function bareGuest() {
+function bareGuest(link: { flowControl?: boolean } = {}) {
   const clock = new VirtualClock();
   const registry = createDeviceRegistry();
   registry.register('NE2000', createNe2000);
@@ -28,7 +28,7 @@ function bareGuest() {
   const started = startGuestVm(parsed.value, { clock, logger: new Logger([], memorySink([])), registry, drivers: [ne2kDriver] });
   if (!started.ok) throw new Error(started.errors.join('\n'));
   const { vm, kernel } = started.value;
-  const [wire, nicEnd] = createLink(clock, ['wire', 'vm0.eth0']);
+  const [wire, nicEnd] = createLink(clock, ['wire', 'vm0.eth0'], link);
   vm.nics()[0]!.attach(nicEnd);
   const out: Uint8Array[] = [];
   wire.setReceiver((f) => void out.push(f));
@@ -113,7 +113,7 @@ describe('ne2k-pci driver on the NE2000 model, in a VM', () => {
   });
 
   it('recovers from a ring overflow while the guest was not servicing interrupts', () => {
-    const g = bareGuest();
+    const g = bareGuest({ flowControl: false });
     g.kernel.hw.cli(); // the guest is busy with interrupts off
     for (let i = 0; i < 40; i++) g.wire.send(frame(MAC, 1000, i));
     g.run(1);
@@ -133,6 +133,22 @@ describe('ne2k-pci driver on the NE2000 model, in a VM', () => {
     expect(g.inbox.at(-1)![14]).toBe(77);
     expect(g.out.at(-1)![14]).toBe(78);
     expect(g.vm.failures.size).toBe(0);
+  });
+
+  it('with flow control the link holds what the full ring cannot take, and nothing is lost', () => {
+    const g = bareGuest();
+    g.kernel.hw.cli(); // the guest is busy with interrupts off
+    for (let i = 0; i < 40; i++) g.wire.send(frame(MAC, 1000, i));
+    g.run(1);
+    const stored = g.nic().rxFrames;
+    expect(stored).toBeLessThan(40);
+    expect(g.nic().rxHeldRingFull).toBe(1); // one refusal, then the link waits for BNRY to move
+    expect(g.nic().rxDropOverflow).toBe(0);
+    g.kernel.hw.sti();
+    g.run(1);
+    expect(g.inbox.map((f) => f[14])).toEqual(Array.from({ length: 40 }, (_, i) => i));
+    expect(g.netdev.driverStats.rxOverruns).toBe(0);
+    expect(g.nic().rxDropOverflow).toBe(0);
   });
 
   it('carries the guest network: ARP, ping and 1 MB echoed over TCP byte-exact', async () => {

@@ -87,6 +87,28 @@ describe('RTL8139 driver on the RTL8139 model, in a VM', () => {
     expect(nic.txBytes).toBeGreaterThan(size);
   }, 120_000);
 
+  it('with flow control the link holds frames while the ring is full; the guest gets every one', () => {
+    const g = testGuest({ drivers: [rtl8139Driver] });
+    g.clock.runUntil(() => false, 10);
+    const before = g.vm.nics()[0]!.counters().rxFrames;
+    g.kernel.hw.cli(); // the guest is busy: nobody drains the 32 KiB ring
+    for (let i = 0; i < 60; i++) {
+      const f = new Uint8Array(1000);
+      f.set([0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 2, 0, 0, 0, 0, 9, 0x88, 0xb5, i]);
+      g.wire.send(f);
+    }
+    g.clock.runUntil(() => false, 5);
+    const held = g.vm.nics()[0]!.counters();
+    expect(held.rxFrames - before).toBeLessThan(60);
+    expect(held.rxHeldRingFull).toBe(1);
+    g.kernel.hw.sti();
+    g.clock.runUntil(() => false, 20);
+    const after = g.vm.nics()[0]!.counters();
+    expect(after.rxFrames - before).toBe(60);
+    expect(after.rxDropRingFull).toBe(0);
+    expect(g.vm.failures.size).toBe(0);
+  });
+
   it('the shell answers on the serial console', () => {
     const g = testGuest({ drivers: [rtl8139Driver] });
     const uart = g.vm.device('com1') as unknown as { input(b: Uint8Array): void };

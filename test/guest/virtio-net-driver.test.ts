@@ -19,7 +19,7 @@ const XML = `<vm class="PC" name="vm0"><memory>32</memory><devices>
 
 const MAC = [0x52, 0x54, 0x00, 0xab, 0xcd, 0xef];
 
-function guest() {
+function guest(link: { flowControl?: boolean } = {}) {
   const registry = createDeviceRegistry();
   registry.register('LNX_VIRTIO_NIC', createVirtioNet);
   const parsed = parseVmConfig(XML, { knownClasses: registry.names() });
@@ -29,7 +29,7 @@ function guest() {
   if (!started.ok) throw new Error(started.errors.join('\n'));
   const { vm, kernel } = started.value;
   const dev = vm.device('net0') as VirtioNet;
-  const [wire, nicEnd] = createLink(clock, ['wire', 'vm0.eth0']);
+  const [wire, nicEnd] = createLink(clock, ['wire', 'vm0.eth0'], link);
   dev.attach(nicEnd);
   const bound = kernel.bound.find((b) => b.name === 'virtio_net') as (BoundDriver & { netdev: VirtioNetPort }) | undefined;
   if (!bound) throw new Error(`virtio_net did not bind:\n${kernel.log.join('\n')}`);
@@ -112,7 +112,7 @@ describe('virtio_net guest driver on the virtio-net model', () => {
   });
 
   it('counts frames refused while every receive buffer is full, and recovers when the guest catches up', () => {
-    const { clock, wire, rx, dev, nicEnd, kernel } = guest();
+    const { clock, wire, rx, dev, nicEnd, kernel } = guest({ flowControl: false });
     kernel.hw.cli(); // the guest is busy with interrupts off: nobody harvests the ring
     for (let i = 0; i < 300; i++) wire.send(frameTo(MAC, i));
     clock.runUntil(() => false, 5);
@@ -126,6 +126,21 @@ describe('virtio_net guest driver on the virtio-net model', () => {
     wire.send(frameTo(MAC, 1000));
     clock.runUntil(() => rx.length === 257, 10);
     expect(seqOf(rx[256]!)).toBe(1000);
+  });
+
+  it('with flow control the link holds frames while no receive buffer is posted, and nothing is lost', () => {
+    const { clock, wire, rx, dev, nicEnd, kernel } = guest();
+    kernel.hw.cli();
+    for (let i = 0; i < 300; i++) wire.send(frameTo(MAC, i));
+    clock.runUntil(() => false, 5);
+    expect(dev.counters().rxFrames).toBe(256);
+    expect(dev.counters().rxHeldNoBuffer).toBe(1);
+    expect(dev.counters().rxDropNoBuffer).toBe(0);
+    kernel.hw.sti();
+    // The driver refills the queue and kicks (the device asked for it while holding a frame).
+    clock.runUntil(() => rx.length === 300, 10);
+    expect(rx.map(seqOf)).toEqual(Array.from({ length: 300 }, (_, i) => i));
+    expect(nicEnd.stats.rxDrops).toBe(0);
   });
 
   it('does not see unicast frames for another MAC', () => {

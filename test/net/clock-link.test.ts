@@ -64,6 +64,58 @@ describe('createLink (the FramePort contract)', () => {
     expect(b.stats.rxDrops).toBe(1);
   });
 
+  it('holds a frame its receiver calls busy, with all behind it, until ready(); in order, none lost', () => {
+    const c = new VirtualClock();
+    const [a, b] = createLink(c);
+    expect(b.holds).toBe(true);
+    const got: number[] = [];
+    let room = 2;
+    b.setReceiver((f) => {
+      if (room === 0) return 'busy';
+      room--;
+      got.push(f[0]!);
+      return true;
+    });
+    for (let n = 1; n <= 5; n++) a.send(frame(n));
+    c.advance(10);
+    expect(got).toEqual([1, 2]);
+    expect(b.stats).toMatchObject({ rxFrames: 2, rxDrops: 0 });
+    room = 1;
+    b.ready!();
+    c.advance(10);
+    expect(got).toEqual([1, 2, 3]);
+    // ready() with nothing held is harmless; frames sent meanwhile queue behind the held one.
+    a.send(frame(6));
+    room = 10;
+    b.ready!();
+    b.ready!();
+    c.advance(10);
+    expect(got).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(b.stats).toMatchObject({ rxFrames: 6, rxDrops: 0 });
+  });
+
+  it('a held queue still has its bound: the sender sees drops once it is full', () => {
+    const c = new VirtualClock();
+    const [a, b] = createLink(c, ['a', 'b'], { queueLimit: 3 });
+    b.setReceiver(() => 'busy');
+    const results = [1, 2, 3, 4].map((n) => a.send(frame(n)));
+    c.advance(10);
+    expect(results).toEqual([true, true, true, false]);
+    expect(a.stats.txDrops).toBe(1);
+    expect(b.stats.rxFrames).toBe(0);
+  });
+
+  it('without flow control, busy is a refusal counted as a drop', () => {
+    const c = new VirtualClock();
+    const [a, b] = createLink(c, ['a', 'b'], { flowControl: false });
+    expect(b.holds).toBe(false);
+    b.setReceiver(() => 'busy');
+    a.send(frame(1));
+    a.send(frame(2));
+    c.advance(0);
+    expect(b.stats).toMatchObject({ rxFrames: 2, rxDrops: 2 });
+  });
+
   it('refuses runt frames', () => {
     const c = new VirtualClock();
     const [a] = createLink(c);

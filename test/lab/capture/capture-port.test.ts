@@ -70,6 +70,33 @@ describe('capture point on an in-memory link', () => {
     expect(nicSide.stats.txDrops).toBe(2);
   });
 
+  it('passes flow control through and records a held frame once, when it first reached the hop', () => {
+    const clock = new VirtualClock();
+    const [nicSide, backend] = createLink(clock, ['vm0.eth0', 'net0-back']);
+    const sink = new MemorySink();
+    const tap = captureBetween(nicSide, 'vm0.eth0', sink);
+    expect(tap.holds).toBe(true);
+    let busy = true;
+    const got: number[] = [];
+    tap.setReceiver((f) => {
+      if (busy) return 'busy';
+      got.push(f.length);
+      return true;
+    });
+    backend.send(udpFrame(10, 1));
+    backend.send(udpFrame(20, 2));
+    clock.advance(5);
+    expect(got).toEqual([]);
+    expect(sink.frames.length).toBe(1);
+    busy = false;
+    tap.ready();
+    clock.advance(5);
+    expect(got.length).toBe(2);
+    expect(sink.frames.map((f) => f.dir)).toEqual(['in', 'in']);
+    expect(tap.counters.in).toEqual({ frames: 2, bytes: got[0]! + got[1]!, drops: 0 });
+    expect(nicSide.stats.rxDrops).toBe(0);
+  });
+
   it('reports a frame the outer receiver refuses back to the link, which counts the rx drop', () => {
     const clock = new VirtualClock();
     const [nicSide, backend] = createLink(clock);
