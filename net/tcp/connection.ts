@@ -57,11 +57,23 @@ const PERSIST_MIN_MS = 200;
 const PERSIST_MAX_MS = RTO_MAX_MS;
 
 /** What a connection needs from the layer that owns it. */
+/** A segment's payload still in the send buffer: `length` bytes that `copyTo` writes into a frame. */
+/** Shared by segments whose payload comes through a PayloadFill (never written to). */
+const EMPTY_PAYLOAD = new Uint8Array(0);
+
+export interface PayloadFill {
+  readonly length: number;
+  copyTo(dest: Uint8Array, offset: number): void;
+}
+
 export interface ConnectionHost {
   readonly clock: Clock;
   readonly stats: TcpStats;
-  /** Hand a finished segment to IP. */
-  transmit(conn: TcpConnection, repr: TcpRepr): void;
+  /**
+   * Hand a finished segment to IP. With `fill`, `repr.payload` is empty and the payload is copied
+   * by `fill` straight into the outgoing frame (one copy from the send buffer to the wire).
+   */
+  transmit(conn: TcpConnection, repr: TcpRepr, fill?: PayloadFill): void;
   /** A passive open completed its handshake: give it to the application. */
   accepted(conn: TcpConnection): void;
   /** The connection reached CLOSED: forget it. */
@@ -1061,8 +1073,9 @@ export class TcpConnection {
       this.counters.retransmits++;
       this.rttSeq = null; // Karn's algorithm
     }
-    const payload = new Uint8Array(len);
-    if (len > 0) this.sendBuf.copyOut(seqDiff(seq, this.bufSeq), len, payload, 0);
+    const from = seqDiff(seq, this.bufSeq);
+    const sendBuf = this.sendBuf;
+    const fill: PayloadFill | undefined = len > 0 ? { length: len, copyTo: (dest, offset) => sendBuf.copyOut(from, len, dest, offset) } : undefined;
     let flags = TH_ACK;
     if (fin) {
       flags |= TH_FIN;
@@ -1072,7 +1085,7 @@ export class TcpConnection {
     // RFC 5681 §4.1: restart from the restart window after an idle period of more than an RTO.
     const now = this.host.clock.now();
     if (this.sndMax === this.sndUna && now - this.lastSendTime > this.rtoEst.rto && this.lastSendTime > 0) this.cc.restartAfterIdle();
-    this.emit(flags, seq, payload, null);
+    this.emit(flags, seq, EMPTY_PAYLOAD, null, fill);
   }
 
   /** SYN (active open) or SYN,ACK (passive or simultaneous open) with our options. */
@@ -1125,7 +1138,7 @@ export class TcpConnection {
     });
   }
 
-  private emit(flags: number, seq: number, payload: Uint8Array, synOptions: TcpOptions | null): void {
+  private emit(flags: number, seq: number, payload: Uint8Array, synOptions: TcpOptions | null, fill?: PayloadFill): void {
     let options: TcpOptions;
     let window: number;
     if (synOptions) {
@@ -1157,7 +1170,7 @@ export class TcpConnection {
       urgent: 0,
       options,
       payload,
-    });
+    }, fill);
   }
 
   /** Receive buffer space not held by data the application has not released. */

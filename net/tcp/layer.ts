@@ -13,7 +13,7 @@ import type { Clock } from '../clock.js';
 import { IP_HEADROOM, IPPROTO_TCP, type IpDatagramInfo, type IpLayer, type TransportProtocol } from '../ip-layer.js';
 import { emitTcp, parseTcp, tcpEncodingLength, TH_ACK, TH_FIN, TH_RST, TH_SYN, type TcpRepr } from '../wire/tcp.js';
 import { DEFAULT_TCP_CONFIG, type TcpConfig, type TcpConnectionOptions } from './config.js';
-import { TCP_IP_HEADERS, TcpConnection, type ConnectionHost } from './connection.js';
+import { TCP_IP_HEADERS, TcpConnection, type ConnectionHost, type PayloadFill } from './connection.js';
 import { seqAdd } from './seq.js';
 import { emptyTcpStats, type TcpStats } from './stats.js';
 
@@ -182,8 +182,8 @@ export class TcpLayer implements TransportProtocol, ConnectionHost {
 
   // ===================================================================== ConnectionHost
 
-  transmit(conn: TcpConnection, repr: TcpRepr): void {
-    this.sendSegment(conn.localAddr, conn.remoteAddr, repr);
+  transmit(conn: TcpConnection, repr: TcpRepr, fill?: PayloadFill): void {
+    this.sendSegment(conn.localAddr, conn.remoteAddr, repr, fill);
   }
 
   accepted(conn: TcpConnection): void {
@@ -368,11 +368,22 @@ export class TcpLayer implements TransportProtocol, ConnectionHost {
     this.sendSegment(localAddr, remoteAddr, repr);
   }
 
-  private sendSegment(src: Ipv4Addr, dst: Ipv4Addr, repr: TcpRepr): void {
+  private sendSegment(src: Ipv4Addr, dst: Ipv4Addr, repr: TcpRepr, fill?: PayloadFill): void {
     // Headroom for the IPv4 and Ethernet headers (IP_HEADROOM): the IP layer fills them in place,
     // so the segment is not copied again on its way to the wire.
-    const len = tcpEncodingLength(repr);
-    const buf = new Uint8Array(IP_HEADROOM + len);
+    let len = tcpEncodingLength(repr);
+    let buf: Uint8Array;
+    if (fill) {
+      // The payload goes from the send buffer straight to its place in the frame; emitTcp sees it
+      // already there and only writes the header and checksum around it.
+      const at = IP_HEADROOM + len;
+      len += fill.length;
+      buf = new Uint8Array(IP_HEADROOM + len);
+      fill.copyTo(buf, at);
+      repr = { ...repr, payload: buf.subarray(at) };
+    } else {
+      buf = new Uint8Array(IP_HEADROOM + len);
+    }
     emitTcp(repr, buf, IP_HEADROOM, src, dst);
     this.stats.segmentsOut++;
     const r = this.ip.output({ src, dst, protocol: IPPROTO_TCP, payload: buf.subarray(IP_HEADROOM), dontFragment: true });

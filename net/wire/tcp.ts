@@ -316,7 +316,9 @@ export function emitTcp(repr: TcpRepr, buf: Uint8Array, offset: number, src: Ipv
       o += 8;
     }
   }
-  b.set(repr.payload, o);
+  // A payload the caller already placed where it belongs (a transport building in place) stays.
+  const p = repr.payload;
+  if (p.buffer !== b.buffer || p.byteOffset !== b.byteOffset + o) b.set(p, o);
   const segment = b.subarray(offset, offset + total);
   const ck = tcpChecksum(segment, src, dst);
   b[offset + 16] = ck >> 8;

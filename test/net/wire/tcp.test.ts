@@ -89,6 +89,17 @@ describe('TCP wire codec', () => {
     });
   }
 
+  it('emits the same bytes when the payload was already placed in the output buffer', () => {
+    const options = { timestamp: { tsVal: 11, tsEcr: 12 } };
+    const copied = encode(repr({ options, payload: PAYLOAD }));
+    const hlen = copied.length - PAYLOAD.length;
+    const buf = new Uint8Array(8 + copied.length);
+    buf.set(PAYLOAD, 8 + hlen);
+    const n = emitTcp(repr({ options, payload: buf.subarray(8 + hlen) }), buf, 8, SRC, DST);
+    expect(n).toBe(copied.length);
+    expect(Array.from(buf.subarray(8))).toEqual(Array.from(copied));
+  });
+
   it('lays out the header field by field', () => {
     const bytes = encode(repr({ options: { mss: 1460 }, flags: TH_SYN, window: 0x1234, urgent: 0 }));
     // ports
