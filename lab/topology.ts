@@ -30,7 +30,7 @@ export interface LabOptions {
   /** Insert something (a capture point) on the link between a NIC and its backend. */
   /** Insert something (a capture point) between the guest's driver and its stack. */
   wrapStackPort?: (vm: string, netif: string, port: FramePort) => FramePort;
-  wrapLink?: (hop: { nic: NicDevice; vm: string; backend: string }, nicSide: FramePort, backendSide: FramePort) => { nicSide: FramePort; backendSide: FramePort };
+  wrapLink?: (hop: { nic: NicDevice; vm: string; backend: string; ifname: string }, nicSide: FramePort, backendSide: FramePort) => { nicSide: FramePort; backendSide: FramePort };
 }
 
 export interface Lab {
@@ -73,11 +73,14 @@ export async function assembleLab(config: VmConfig, o: LabOptions): Promise<LabR
   const log = o.logger.child('usernet');
   let userNet: UserNet | null = null;
   const summary: string[] = [...notes];
-  for (const nic of guest.vm.nics()) {
+  for (const [index, nic] of guest.vm.nics().entries()) {
     const backend = config.backends.find((b) => b.frontend === nic.id);
     if (!backend) continue;
-    let [nicSide, backendSide] = createLink(o.clock, [`${config.name}.${nic.id}`, backend.id]);
-    if (o.wrapLink) ({ nicSide, backendSide } = o.wrapLink({ nic, vm: config.name, backend: backend.id }, nicSide, backendSide));
+    // Hops are named for the guest's interface (eth0 for the first NIC, as the guest probes them),
+    // so the NIC's wire side and the guest stack pair up: vm0.eth0 and vm0.eth0.stack, as in lab up.
+    const ifname = `eth${index}`;
+    let [nicSide, backendSide] = createLink(o.clock, [`${config.name}.${ifname}`, backend.id]);
+    if (o.wrapLink) ({ nicSide, backendSide } = o.wrapLink({ nic, vm: config.name, backend: backend.id, ifname }, nicSide, backendSide));
     nic.attach(nicSide);
     if (backend.className === 'USER_NET') {
       userNet = new UserNet(backendSide, { clock: o.clock, addressing: a, restrict: o.restrict ?? false, log, listenAddress: o.listenAddress });

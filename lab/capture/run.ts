@@ -231,16 +231,16 @@ export class CaptureRun {
   }
 
   /**
-   * A `wrapLink` for `assembleLab` (lab/topology.ts): a capture point `<vm>.<nic>` on the NIC side
+   * A `wrapLink` for `assembleLab` (lab/topology.ts): a capture point `<vm>.<ifname>` on the NIC side
    * of each NIC↔backend link, and one on the backend side when `backendHop` names it (`user`, `tap2`).
    */
   wrapLink(backendHop?: (backendId: string) => string | null) {
     return (
-      hop: { vm: string; nic: { id: string }; backend: string },
+      hop: { vm: string; nic: { id: string }; backend: string; ifname?: string },
       nicSide: FramePort,
       backendSide: FramePort,
     ): { nicSide: FramePort; backendSide: FramePort } => {
-      const nicHop = `${hop.vm}.${hop.nic.id}`;
+      const nicHop = `${hop.vm}.${hop.ifname ?? hop.nic.id}`;
       const backName = backendHop?.(hop.backend) ?? null;
       this.link(nicHop, backName ?? hop.backend, 'link');
       return {

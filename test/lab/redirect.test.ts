@@ -106,6 +106,9 @@ describe('lab redirect (CLI, as a user types it)', () => {
     lab.child.kill('SIGINT');
     expect(await lab.exit).toBe(0);
     expect(lab.out()).toMatch(/redirectedConnections=1/);
+    // Captured hops are named as in lab up: the NIC's wire side and the guest stack pair up.
+    const hops = /captures: \S+ \(([^)]*) frames\)/.exec(lab.out())?.[1] ?? '';
+    expect(hops.split(', ').map((h) => h.split(' ')[0]).sort()).toEqual(['user', 'vm0.eth0', 'vm0.eth0.stack']);
   });
 
   it('lab run takes the manual\'s QEMU options: -net user -net nic,model=ne2k_pci -redir …', async () => {
