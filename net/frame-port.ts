@@ -14,7 +14,10 @@
  *   frame its receiver answers with `'busy'`, stops delivering, and offers that frame again once
  *   the receiver calls `ready()`. A receiver returns `'busy'` only to a port that holds; anywhere
  *   else it refuses with `false`, so the sender's queue, not the NIC, is where a slow guest waits.
- * - Frames are Ethernet II frames without preamble or FCS, 14..65535 bytes.
+ * - Frames are Ethernet II frames without preamble or FCS, 14..65535 bytes. Frames longer than the
+ *   link's MTU are sent only through a port whose `gso` is true: the far end's receiver said
+ *   (`offerGso(true)`) that it takes TCP/IPv4 segments of up to GSO_MAX_IP bytes in one frame,
+ *   as a virtio-net guest with GUEST_TSO4 does. Everywhere else frames respect the MTU.
  */
 export type FrameReceiver = (frame: Uint8Array) => boolean | 'busy' | void;
 
@@ -36,7 +39,14 @@ export interface FramePort {
   readonly holds?: boolean;
   /** The receiver can take frames again: offer the held one. A no-op when nothing is held. */
   ready?(): void;
+  /** True when the far end takes TCP/IPv4 segments larger than the MTU (GSO) in one frame. */
+  readonly gso?: boolean;
+  /** Say whether this end's receiver takes GSO frames (the far end's `gso` then reads true). */
+  offerGso?(on: boolean): void;
 }
+
+/** Largest IPv4 datagram sent as one GSO frame: its Ethernet frame stays within 64 KiB snaplen. */
+export const GSO_MAX_IP = 65535 - 14 - 21;
 
 export function emptyStats(): FramePortStats {
   return { txFrames: 0, txBytes: 0, txDrops: 0, rxFrames: 0, rxBytes: 0, rxDrops: 0 };

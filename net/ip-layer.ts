@@ -47,6 +47,12 @@ export interface IpLayer {
   sourceFor(dst: Ipv4Addr): Ipv4Addr | null;
   /** MTU of the interface the route to `dst` uses (for MSS: mtu − 40). */
   mtuFor(dst: Ipv4Addr): number;
+  /**
+   * Largest TCP/IPv4 datagram that may go to `dst` in one frame (GSO: the link's far end takes
+   * segments beyond the MTU), or 0 when datagrams must fit the MTU. Asked per segment: it changes
+   * when the far end's driver negotiates or resets.
+   */
+  gsoFor?(dst: Ipv4Addr): number;
   /** Whether `addr` is one of the stack's own addresses. */
   isLocal(addr: Ipv4Addr): boolean;
   /** Report an ICMP error for a datagram a transport could not deliver (e.g. UDP port unreachable). */

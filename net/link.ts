@@ -37,6 +37,8 @@ class LinkEnd implements FramePort {
   private scheduled: TimerHandle | null = null;
   /** The receiver said `'busy'`: delivery waits for `ready()`. */
   private paused = false;
+  /** This end's receiver takes GSO frames (offerGso). */
+  private takesGso = false;
 
   constructor(
     readonly name: string,
@@ -61,6 +63,14 @@ class LinkEnd implements FramePort {
     this.receiver = receiver;
     // A new receiver (or none) owes us no `ready()`: whatever is held is offered to it now.
     this.ready();
+  }
+
+  offerGso(on: boolean): void {
+    this.takesGso = on;
+  }
+
+  get gso(): boolean {
+    return this.peer?.takesGso === true;
   }
 
   ready(): void {

@@ -1,7 +1,7 @@
 import { formatIpv4, isBroadcastMac, MAC_BROADCAST, type Ipv4Addr } from './addr.js';
 import type { Clock } from './clock.js';
-import type { FramePort } from './frame-port.js';
-import { IP_HEADROOM, IPPROTO_ICMP, type IpDatagramInfo, type IpLayer, type IpOutput, type IpSendResult, type TransportProtocol } from './ip-layer.js';
+import { GSO_MAX_IP, type FramePort } from './frame-port.js';
+import { IP_HEADROOM, IPPROTO_ICMP, IPPROTO_TCP, type IpDatagramInfo, type IpLayer, type IpOutput, type IpSendResult, type TransportProtocol } from './ip-layer.js';
 import { Netif } from './netif.js';
 import { ArpCache, DEFAULT_ARP_OPTIONS, type ArpOptions } from './ip/arp-cache.js';
 import { DEFAULT_REASSEMBLY, Reassembler } from './ip/reassembly.js';
@@ -163,6 +163,11 @@ export class Stack implements IpLayer {
     return this.route(dst)?.netif.mtu ?? 576;
   }
 
+  gsoFor(dst: Ipv4Addr): number {
+    const n = this.route(dst)?.netif;
+    return n && n.port.gso === true ? GSO_MAX_IP : 0;
+  }
+
   output(d: IpOutput): IpSendResult {
     const r = this.route(d.dst);
     if (!r) {
@@ -174,7 +179,8 @@ export class Stack implements IpLayer {
     this.nextId = (this.nextId + 1) & 0xffff;
     const ttl = d.ttl ?? this.ttl;
     const total = IPV4_HEADER_LEN + d.payload.length;
-    if (total <= n.mtu) {
+    // Beyond the MTU only a TCP segment may go whole, to a far end that takes GSO frames.
+    if (total <= n.mtu || (d.protocol === IPPROTO_TCP && total <= GSO_MAX_IP && n.port.gso === true)) {
       // Built with headroom for the Ethernet header, so the frame goes out without another copy;
       // a transport that left IP_HEADROOM in front of its payload is not copied at all.
       const inPlace = d.payload.byteOffset === IP_HEADROOM && d.payload.buffer.byteLength === IP_HEADROOM + d.payload.length;

@@ -97,6 +97,14 @@ export class CapturePoint implements FramePort {
     this.inner.ready?.();
   }
 
+  get gso(): boolean {
+    return this.inner.gso === true;
+  }
+
+  offerGso(on: boolean): void {
+    this.inner.offerGso?.(on);
+  }
+
   /** Stop recording and give the wrapped port back its receiver (the outer one). */
   detach(): FramePort {
     this.inner.setReceiver(this.receiver);

@@ -74,6 +74,8 @@ export interface ConnectionHost {
    * by `fill` straight into the outgoing frame (one copy from the send buffer to the wire).
    */
   transmit(conn: TcpConnection, repr: TcpRepr, fill?: PayloadFill): void;
+  /** Most payload bytes one segment to `remote` may carry through GSO, or 0 (MSS-sized only). */
+  gsoPayloadFor?(remote: Ipv4Addr): number;
   /** A passive open completed its handshake: give it to the application. */
   accepted(conn: TcpConnection): void;
   /** The connection reached CLOSED: forget it. */
@@ -1027,7 +1029,15 @@ export class TcpConnection {
       usable = Math.min(this.cc.cwnd + limited, this.sndWnd) - seqDiff(this.sndNxt, this.sndUna);
     }
     const maxPayload = this.maxPayload();
-    let len = Math.max(0, Math.min(maxPayload, avail, force ? maxPayload : usable));
+    // New data may leave as one segment of several MSS when the link's far end takes GSO frames
+    // (virtio GUEST_TSO4): the receiver sees what TSO on a real NIC would have cut into MSS-sized
+    // pieces. Retransmissions and recovery stay MSS-sized, as after a loss Linux re-segments too.
+    const gso = !retransmitting && !this.inRecovery && !force ? (this.host.gsoPayloadFor?.(this.remoteAddr) ?? 0) : 0;
+    const sendMax = gso > maxPayload ? gso - (gso % maxPayload) : maxPayload;
+    let len = Math.max(0, Math.min(sendMax, avail, force ? maxPayload : usable));
+    // A GSO segment ends on an MSS boundary unless it carries the last of the data: its tail would
+    // otherwise be the short segment Nagle exists to avoid.
+    if (len > maxPayload && len < avail) len -= len % maxPayload;
     const finPending = this.finQueued && (!this.finSent || retransmitting) && seqLe(this.sndNxt, dataEnd);
     if (len === 0) {
       // A FIN alone, once all data is out (it takes sequence space but needs no window to try).

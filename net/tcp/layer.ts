@@ -214,6 +214,12 @@ export class TcpLayer implements TransportProtocol, ConnectionHost {
     return this.challengeCount++ < this.config.challengeAckLimit;
   }
 
+  gsoPayloadFor(remote: Ipv4Addr): number {
+    const max = this.ip.gsoFor?.(remote) ?? 0;
+    // Room for the IPv4 and TCP headers with the most options a data segment carries.
+    return max > 0 ? max - TCP_IP_HEADERS - 40 : 0;
+  }
+
   mssFor(remote: Ipv4Addr): number {
     return Math.max(536, Math.min(0xffff, this.ip.mtuFor(remote) - TCP_IP_HEADERS));
   }

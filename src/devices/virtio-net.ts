@@ -63,6 +63,7 @@ export const VIRTIO_NET_S_LINK_UP = 1;
 export const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
 export const VIRTIO_NET_HDR_F_DATA_VALID = 2;
 export const VIRTIO_NET_HDR_GSO_NONE = 0;
+export const VIRTIO_NET_HDR_GSO_TCPV4 = 1;
 export const VIRTIO_NET_HDR_LEN = 10;
 export const VIRTIO_NET_HDR_MRG_LEN = 12;
 
@@ -76,6 +77,7 @@ const bit = (n: number): number => (1 << n) >>> 0;
 export const VIRTIO_NET_HOST_FEATURES =
   (bit(VIRTIO_NET_F_CSUM) |
     bit(VIRTIO_NET_F_GUEST_CSUM) |
+    bit(VIRTIO_NET_F_GUEST_TSO4) |
     bit(VIRTIO_NET_F_MAC) |
     bit(VIRTIO_NET_F_MRG_RXBUF) |
     bit(VIRTIO_NET_F_STATUS) |
@@ -120,6 +122,8 @@ export class VirtioNet implements NicDevice {
     rxDropNoBuffer: 0,
     /** Times no receive buffer was posted and the link held the frame (flow control). */
     rxHeldNoBuffer: 0,
+    /** TCP segments larger than the MTU handed to a GUEST_TSO4 guest whole. */
+    rxGsoFrames: 0,
     rxDropNotReady: 0,
     rxDropTooBig: 0,
     rxDropFiltered: 0,
@@ -150,13 +154,20 @@ export class VirtioNet implements NicDevice {
     return { ...this.stats };
   }
 
+  private get guestTakesGso(): boolean {
+    return this.has(VIRTIO_NET_F_GUEST_TSO4) && this.has(VIRTIO_NET_F_GUEST_CSUM) && this.has(VIRTIO_NET_F_MRG_RXBUF);
+  }
+
   attach(port: FramePort): void {
     this.port = port;
     port.setReceiver((frame) => this.receive(frame));
+    // Cabled after the driver came up: the new far end learns what the guest takes.
+    port.offerGso?.(this.driverOk && this.guestTakesGso);
   }
 
   stop(): void {
     this.state = 'stopped';
+    this.port?.offerGso?.(false);
     this.port?.setReceiver(null);
     this.pci.setIntx(false);
   }
@@ -193,6 +204,7 @@ export class VirtioNet implements NicDevice {
     this.status = 0;
     this.isr = 0;
     this.pci.setIntx(false);
+    this.port?.offerGso?.(false);
     if (this.rxWaiting) {
       // Let the held frame through: with the device reset it is refused (not ready) and counted.
       this.rxWaiting = false;
@@ -315,8 +327,11 @@ export class VirtioNet implements NicDevice {
     const wasOk = this.driverOk;
     this.status = value;
     if (!wasOk && this.driverOk) {
-      // Frames are refused, never queued, while the receive queue is empty, so the device never
-      // waits for receive buffers: tell the driver not to notify us about them (saves an exit each).
+      // GUEST_TSO4 (with GUEST_CSUM, which it needs, §5.1.3.1): the guest takes TCP segments of up
+      // to 64 KiB in one packet, so the far end of our link may send them whole.
+      this.port?.offerGso?.(this.guestTakesGso);
+      // Receive buffers are not asked about until a frame waits for them (flow control asks then):
+      // tell the driver not to notify us about them (saves an exit each).
       const r = this.queues[VIRTIO_NET_RX_QUEUE]!.setNotify(false);
       if (isVirtqError(r)) {
         this.fail(r.message);
@@ -434,13 +449,32 @@ export class VirtioNet implements NicDevice {
     }
     const hdrLen = this.hdrLen;
     const mergeable = this.has(VIRTIO_NET_F_MRG_RXBUF);
-    // Header then frame, as one byte stream laid across the buffers. flags 0: we have not
-    // verified the frame's checksums and it has none left to fill in; gso_type NONE.
-    const packet = new Uint8Array(hdrLen + frame.length);
-    packet.set(frame, hdrLen);
+    // Header then frame, as one byte stream laid across the buffers (written straight from the
+    // frame, no staging copy). flags 0: we have not verified the frame's checksums and it has none
+    // left to fill in; gso_type NONE.
+    const header = new Uint8Array(hdrLen);
+    let gsoFrame = false;
+    if (frame.length > ETH_MAX_FRAME) {
+      // Larger than Ethernet allows: only a TCP/IPv4 GSO segment for a guest that took GUEST_TSO4.
+      const gso = this.guestTakesGso ? gsoTcpv4Header(frame) : null;
+      if (!gso) {
+        this.stats.rxDropTooBig++;
+        return false;
+      }
+      // §5.1.6.4: gso_type TCPV4, hdr_len the headers' length, gso_size the segment size the
+      // packet would have been cut to; its checksums are complete, so DATA_VALID with GUEST_CSUM.
+      header[0] = VIRTIO_NET_HDR_F_DATA_VALID;
+      header[1] = VIRTIO_NET_HDR_GSO_TCPV4;
+      header[2] = gso.hdrLen & 0xff;
+      header[3] = gso.hdrLen >> 8;
+      header[4] = gso.size & 0xff;
+      header[5] = gso.size >> 8;
+      gsoFrame = true;
+    }
+    const total = hdrLen + frame.length;
     const chains: { chain: Chain; len: number }[] = [];
     let off = 0;
-    while (off < packet.length) {
+    while (off < total) {
       const chain = q.pop();
       if (isVirtqError(chain)) {
         this.fail(chain.message);
@@ -464,7 +498,7 @@ export class VirtioNet implements NicDevice {
         return false;
       }
       const room = chain.writableLength;
-      if (!mergeable && room < packet.length) {
+      if (!mergeable && room < total) {
         // Without MRG_RXBUF one buffer must hold the whole packet (§5.1.6.3.1). Drop the frame and
         // leave the buffer posted for a smaller one.
         q.unpop(chains.length + 1);
@@ -475,19 +509,25 @@ export class VirtioNet implements NicDevice {
         this.fail(`receive buffer (head ${chain.head}) has no device-writable space`);
         return false;
       }
-      const len = Math.min(room, packet.length - off);
+      const len = Math.min(room, total - off);
       chains.push({ chain, len });
       off += len;
     }
     if (mergeable) {
       // num_buffers: how many used entries this packet spans.
-      packet[10] = chains.length & 0xff;
-      packet[11] = chains.length >> 8;
+      header[10] = chains.length & 0xff;
+      header[11] = chains.length >> 8;
       if (chains.length > 1) this.stats.rxBuffersMerged += chains.length - 1;
     }
     off = 0;
     for (const { chain, len } of chains) {
-      const w = q.scatter(chain, packet.subarray(off, off + len));
+      // This buffer's share of the stream: part of the header (first buffer only), then frame bytes.
+      const parts: Uint8Array[] = [];
+      if (off < hdrLen) parts.push(header.subarray(off, Math.min(hdrLen, off + len)));
+      const from = Math.max(0, off - hdrLen);
+      const to = off + len - hdrLen;
+      if (to > from) parts.push(frame.subarray(from, to));
+      const w = q.scatter(chain, parts);
       if (isVirtqError(w)) {
         this.fail(w.message);
         return false;
@@ -499,6 +539,7 @@ export class VirtioNet implements NicDevice {
       }
       off += len;
     }
+    if (gsoFrame) this.stats.rxGsoFrames++;
     this.ctx.telemetry.record('dma', this.id);
     this.stats.rxFrames++;
     this.stats.rxBytes += frame.length;
@@ -542,4 +583,22 @@ export function createVirtioNet(ctx: DeviceContext, cfg: DeviceConfig): VirtioNe
   const dev = new VirtioNet(ctx, cfg.id, cfg.mac);
   ctx.pci.add(dev.pci, slot);
   return dev;
+}
+
+/** Largest frame Ethernet carries: 1500-byte payload with an 802.1Q tag, no FCS. */
+const ETH_MAX_FRAME = 1518;
+
+/**
+ * For a GSO frame: the Ethernet+IPv4+TCP header length and the segment size it stands for (what
+ * fits a 1500-byte MTU after those headers). Null when the frame is not a whole TCP/IPv4 packet.
+ */
+function gsoTcpv4Header(frame: Uint8Array): { hdrLen: number; size: number } | null {
+  if (frame.length < 14 + 20 + 20 || frame[12] !== 0x08 || frame[13] !== 0x00) return null;
+  const ihl = (frame[14]! & 0x0f) * 4;
+  if (frame[14]! >> 4 !== 4 || ihl < 20 || frame[14 + 9] !== 6) return null;
+  const tcpAt = 14 + ihl;
+  if (frame.length < tcpAt + 20) return null;
+  const thl = (frame[tcpAt + 12]! >> 4) * 4;
+  if (thl < 20 || frame.length < tcpAt + thl) return null;
+  return { hdrLen: tcpAt + thl, size: 1500 - ihl - thl };
 }

@@ -283,16 +283,34 @@ export class SplitVirtqueue {
   }
 
   /** Copy `data` into a chain's writable buffers; returns the bytes written (≤ writableLength). */
-  scatter(chain: Chain, data: Uint8Array): number | VirtqError {
-    let off = 0;
+  scatter(chain: Chain, data: Uint8Array | readonly Uint8Array[]): number | VirtqError {
+    // `data` may come in parts (a header and a frame): they are one stream across the buffers.
+    const parts = data instanceof Uint8Array ? [data] : data;
+    let written = 0;
+    let p = 0;
+    let pOff = 0;
     for (const s of chain.writable) {
-      if (off >= data.length) break;
-      const n = Math.min(s.len, data.length - off);
-      const r = this.memory.write(s.addr, data.subarray(off, off + n));
-      if (isDmaFault(r)) return new VirtqError('dma', this.index, r.message);
-      off += n;
+      let room = s.len;
+      let addr = s.addr;
+      while (room > 0 && p < parts.length) {
+        const part = parts[p]!;
+        const n = Math.min(room, part.length - pOff);
+        if (n > 0) {
+          const r = this.memory.write(addr, part.subarray(pOff, pOff + n));
+          if (isDmaFault(r)) return new VirtqError('dma', this.index, r.message);
+          addr += n;
+          room -= n;
+          pOff += n;
+          written += n;
+        }
+        if (pOff >= part.length) {
+          p++;
+          pOff = 0;
+        }
+      }
+      if (p >= parts.length) break;
     }
-    return off;
+    return written;
   }
 
   /** Put a finished chain in the used ring; the driver sees it after `publish` (§2.7.8). */

@@ -22,7 +22,7 @@ const IO = 0xc000;
 const Q = 256;
 const RX_PFN = 0x20; // ring at 0x20000
 const TX_PFN = 0x30; // ring at 0x30000
-const F = { CSUM: 1 << 0, GUEST_CSUM: 1 << 1, MAC: 1 << 5, MRG_RXBUF: 1 << 15, STATUS: 1 << 16, INDIRECT: 1 << 28, EVENT_IDX: 1 << 29 };
+const F = { CSUM: 1 << 0, GUEST_CSUM: 1 << 1, MAC: 1 << 5, GUEST_TSO4: 1 << 7, MRG_RXBUF: 1 << 15, STATUS: 1 << 16, INDIRECT: 1 << 28, EVENT_IDX: 1 << 29 };
 const NEXT = 1;
 const WRITE = 2;
 const INDIRECT = 4;
@@ -92,6 +92,19 @@ function machine(link: { flowControl?: boolean } = {}) {
     },
   };
   return api;
+}
+
+/** An IPv4/TCP frame to us with `payload` data bytes (contents only; checksums not checked here). */
+function tcpSegment(payload: number): Uint8Array {
+  const f = new Uint8Array(54 + payload);
+  f.set(MAC, 0);
+  f.set([0x02, 0, 0, 0, 0, 1], 6);
+  f[12] = 0x08;
+  const ipLen = 40 + payload;
+  f.set([0x45, 0, ipLen >> 8, ipLen & 0xff, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2], 14);
+  f[34 + 12] = 0x50;
+  for (let i = 54; i < f.length; i++) f[i] = (i * 13) & 0xff;
+  return f;
 }
 
 /** An IPv4/UDP frame to us with its checksum field holding the pseudo-header sum (CHECKSUM_PARTIAL). */
@@ -255,6 +268,41 @@ describe('virtio-net legacy PCI device', () => {
     expect(t.m.readU16(0x5000a)).toBe(3);
     const joined = new Uint8Array([...(t.m.read(0x50000, 64) as Uint8Array), ...(t.m.read(0x50100, 64) as Uint8Array), ...(t.m.read(0x50200, 26) as Uint8Array)]);
     expect([...joined.subarray(12)]).toEqual([...f]);
+  });
+
+  it('GUEST_TSO4: tells the far end it takes 64 KiB TCP segments, writes the GSO header, withdraws on reset', () => {
+    const plain = machine();
+    plain.bringUp(F.MAC | F.MRG_RXBUF);
+    expect(plain.wire.gso).toBe(false);
+    // A giant that no GSO guest asked for is dropped, as a NIC drops giants.
+    plain.setDesc(plain.rings[0].desc, 0, 0x50000, 2048, WRITE);
+    plain.offer(0, 0, false);
+    plain.wire.send(tcpSegment(3000));
+    plain.clock.runUntil(() => false, 1);
+    expect(plain.dev.counters().rxDropTooBig).toBe(1);
+    const t = machine();
+    t.bringUp(F.MAC | F.MRG_RXBUF | F.GUEST_CSUM | F.GUEST_TSO4);
+    expect(t.wire.gso).toBe(true);
+    for (let i = 0; i < 4; i++) {
+      t.setDesc(t.rings[0].desc, i, 0x50000 + i * 0x1000, 0x1000, WRITE);
+      t.offer(0, i, false);
+    }
+    const f = tcpSegment(10_000); // 10054 bytes + 12: three 4 KiB buffers
+    t.wire.send(f);
+    t.clock.runUntil(() => false, 1);
+    expect(t.usedIdx(0)).toBe(3);
+    const hdr = t.m.read(0x50000, 12) as Uint8Array;
+    expect(hdr[0]).toBe(2); // DATA_VALID: the checksums are complete
+    expect(hdr[1]).toBe(1); // GSO_TCPV4
+    expect(hdr[2]! | (hdr[3]! << 8)).toBe(54); // hdr_len: Ethernet + IPv4 + TCP
+    expect(hdr[4]! | (hdr[5]! << 8)).toBe(1460); // gso_size
+    expect(hdr[10]! | (hdr[11]! << 8)).toBe(3); // num_buffers
+    const joined = new Uint8Array([...(t.m.read(0x50000, 0x1000) as Uint8Array), ...(t.m.read(0x51000, 0x1000) as Uint8Array), ...(t.m.read(0x52000, 10054 + 12 - 0x2000) as Uint8Array)]);
+    expect([...joined.subarray(12)]).toEqual([...f]);
+    expect(t.dev.counters().rxGsoFrames).toBe(1);
+    t.vm.io.outb(IO + 0x12, 0);
+    expect(t.wire.gso).toBe(false);
+    expect(t.failure()).toBeUndefined();
   });
 
   it('without MRG_RXBUF uses a 10-byte header and one buffer per frame', () => {

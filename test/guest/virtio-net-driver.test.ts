@@ -53,16 +53,34 @@ function frameTo(dst: number[], seq: number, size = 64): Uint8Array {
   return f;
 }
 
+/** An Ethernet+IPv4+TCP frame to `dst` with `payload` bytes of data (checksums left zero). */
+function tcpFrameTo(dst: number[], payload: number): Uint8Array {
+  const f = new Uint8Array(14 + 20 + 20 + payload);
+  f.set(dst, 0);
+  f.set([0x02, 0, 0, 0, 0, 1], 6);
+  f[12] = 0x08;
+  f[14] = 0x45;
+  new DataView(f.buffer).setUint16(16, 20 + 20 + payload);
+  f[14 + 8] = 64;
+  f[14 + 9] = 6;
+  f[34 + 12] = 5 << 4;
+  for (let i = 54; i < f.length; i++) f[i] = (i * 7) & 0xff;
+  return f;
+}
+
 const seqOf = (f: Uint8Array): number => new DataView(f.buffer, f.byteOffset).getUint32(14);
 
 describe('virtio_net guest driver on the virtio-net model', () => {
-  it('binds, negotiates MAC, STATUS and MRG_RXBUF, reads the MAC and reaches DRIVER_OK', () => {
-    const { vm, kernel, port, dev } = guest();
+  it('binds, negotiates MAC, STATUS, MRG_RXBUF and large receives, reads the MAC and reaches DRIVER_OK', () => {
+    const { vm, kernel, port, dev, wire } = guest();
     expect(kernel.bootReport?.errors).toEqual([]);
     expect(kernel.netDevices).toEqual([port]);
     expect(port.name).toBe('eth0');
     expect([...port.mac]).toEqual(MAC);
-    expect(port.negotiatedFeatures).toBe((1 << 5) | (1 << 15) | (1 << 16));
+    // MAC, MRG_RXBUF, STATUS; GUEST_CSUM and GUEST_TSO4 for 64 KiB TCP receives.
+    expect(port.negotiatedFeatures).toBe((1 << 5) | (1 << 15) | (1 << 16) | (1 << 1) | (1 << 7));
+    // The far end of the link may now send GSO frames.
+    expect(wire.gso).toBe(true);
     expect(port.linkUp()).toBe(true);
     expect(vm.io.inb(0xc000 + 0x12)).toBe(7); // ACKNOWLEDGE | DRIVER | DRIVER_OK
     expect(kernel.log.some((l) => /eth0: virtio-net at 0xc000, 52:54:00:ab:cd:ef/.test(l))).toBe(true);
@@ -103,12 +121,23 @@ describe('virtio_net guest driver on the virtio-net model', () => {
     expect(vm.failures.size).toBe(0);
   });
 
-  it('reassembles a frame the device spread over mergeable buffers', () => {
-    const { clock, wire, rx } = guest();
-    const big = frameTo(MAC, 42, 5000);
+  it('reassembles a 60 KB TCP segment the device spread over mergeable buffers with a GSO header', () => {
+    const { clock, wire, rx, dev } = guest();
+    const big = tcpFrameTo(MAC, 60_000);
     wire.send(big);
     clock.runUntil(() => rx.length === 1, 10);
     expect([...rx[0]!]).toEqual([...big]);
+    expect(dev.counters().rxGsoFrames).toBe(1);
+    expect(dev.counters().rxBuffersMerged).toBeGreaterThanOrEqual(29); // 2 KiB buffers
+  });
+
+  it('drops a giant frame that is not a TCP/IPv4 segment, as a NIC drops giants', () => {
+    const { clock, wire, rx, dev } = guest();
+    wire.send(frameTo(MAC, 42, 5000));
+    wire.send(frameTo(MAC, 43));
+    clock.runUntil(() => rx.length === 1, 10);
+    expect(seqOf(rx[0]!)).toBe(43);
+    expect(dev.counters().rxDropTooBig).toBe(1);
   });
 
   it('counts frames refused while every receive buffer is full, and recovers when the guest catches up', () => {

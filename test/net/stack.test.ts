@@ -136,6 +136,67 @@ describe('IPv4 stack', () => {
     expect(createHash('sha256').update(got).digest('hex')).toBe(want);
   });
 
+  it('TCP over a link whose far end takes GSO frames: multi-MSS segments one way only, byte-exact, MSS-sized again once withdrawn', () => {
+    const { clock, a, b, pa, pb } = pair();
+    pb.offerGso!(true); // b's receiver takes 64 KiB TCP segments (a virtio guest with GUEST_TSO4)
+    expect(pa.gso).toBe(true);
+    expect(pb.gso).toBe(false);
+    const sizesAtoB: number[] = [];
+    const sizesBtoA: number[] = [];
+    const sendA = pa.send.bind(pa);
+    pa.send = (f) => {
+      sizesAtoB.push(f.length);
+      const e = parseEthernet(f);
+      if (e.ok && e.value.etherType === 0x0800) expect(parseIpv4(e.value.payload).ok).toBe(true);
+      return sendA(f);
+    };
+    const sendB = pb.send.bind(pb);
+    pb.send = (f) => (sizesBtoA.push(f.length), sendB(f));
+    const size = 4 * 1024 * 1024;
+    const data = new Uint8Array(size).map((_, i) => (i * 29 + (i >> 10)) & 0xff);
+    const received: Uint8Array[] = [];
+    let got = 0;
+    let ended = false;
+    let withdrawnAt = -1;
+    b.tcp.listen(5002, (c) => {
+      c.onData = (d) => {
+        received.push(d.slice());
+        got += d.length;
+        c.recved(d.length);
+        if (withdrawnAt < 0 && got >= size / 2) {
+          pb.offerGso!(false); // the guest's driver reset: MTU-sized frames from here on
+          withdrawnAt = sizesAtoB.length;
+        }
+      };
+      c.onEnd = () => (ended = true);
+    });
+    const c = a.tcp.connect(ip('10.0.0.2'), 5002);
+    let off = 0;
+    const pump = (): void => {
+      while (off < size) {
+        const n = c.write(data.subarray(off, Math.min(size, off + 65536)));
+        if (n === 0) return;
+        off += n;
+      }
+      c.shutdown();
+    };
+    c.onConnected = pump;
+    c.onSent = pump;
+    clock.runUntil(() => ended, 120_000, 10_000_000);
+    const all = Buffer.concat(received);
+    expect(all.length).toBe(size);
+    expect(createHash('sha256').update(all).digest('hex')).toBe(createHash('sha256').update(data).digest('hex'));
+    const before = sizesAtoB.slice(0, withdrawnAt);
+    const after = sizesAtoB.slice(withdrawnAt); // asked per segment: the next one is MTU-sized
+    expect(Math.max(...before)).toBeGreaterThan(30_000);
+    expect(Math.max(...before)).toBeLessThanOrEqual(65535);
+    expect(after.length).toBeGreaterThan(100);
+    expect(Math.max(...after)).toBeLessThanOrEqual(1514);
+    expect(Math.max(...sizesBtoA)).toBeLessThanOrEqual(1514);
+    // Far fewer frames than MSS-sized segments would need for the first half.
+    expect(before.length).toBeLessThan(size / 2 / 1448 / 4);
+  });
+
   it('frames on the wire are well-formed IPv4', () => {
     const { clock, a, pa, pb } = pair();
     const frames: Uint8Array[] = [];

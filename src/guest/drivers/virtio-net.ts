@@ -32,7 +32,9 @@ const S_FAILED = 0x80;
 const ISR_QUEUE = 1;
 const ISR_CONFIG = 2;
 
+const F_GUEST_CSUM = 1;
 const F_MAC = 5;
+const F_GUEST_TSO4 = 7;
 const F_MRG_RXBUF = 15;
 const F_STATUS = 16;
 const NET_S_LINK_UP = 1;
@@ -143,7 +145,12 @@ export class VirtioNetPort extends NetDriverPort {
   ) {
     super(name);
     const wanted = bit(F_MAC) | bit(F_STATUS) | bit(F_MRG_RXBUF);
-    this.features = (hostFeatures & wanted) >>> 0;
+    let features = (hostFeatures & wanted) >>> 0;
+    // Large receives (virtnet_probe's GUEST_TSO4): TCP segments up to 64 KiB in one packet across
+    // merged buffers. They need GUEST_CSUM too (§5.1.3.1) and, for us, MRG_RXBUF to land anywhere.
+    const large = bit(F_GUEST_TSO4) | bit(F_GUEST_CSUM);
+    if ((hostFeatures & large) === large && features & bit(F_MRG_RXBUF)) features = (features | large) >>> 0;
+    this.features = features;
     this.hdrLen = this.has(F_MRG_RXBUF) ? 12 : 10;
   }
 
