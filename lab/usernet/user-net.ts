@@ -80,6 +80,9 @@ export class UserNet {
     const a = o.addressing;
     this.stack = new Stack({ clock: o.clock, name: 'usernet', routerMode: true, random: o.random, tcp: { minRtoMs: 200 } });
     this.netif = this.stack.addNetif('user', port, gatewayMac(a.gateway));
+    // Our stack takes TCP segments of any size up to 64 KiB: a guest NIC with TSO may hand them over
+    // whole instead of cutting them to the MTU (QEMU's vnet_hdr backends do the same).
+    port.offerGso?.(true);
     this.stack.configure(this.netif, a.gateway, a.prefixLength);
     this.netif.aliases.add(a.dns);
     this.stack.tcp.acceptAny = (info) => this.acceptGuestTcp(info.localAddr, info.localPort);

@@ -1032,7 +1032,9 @@ export class TcpConnection {
     // New data may leave as one segment of several MSS when the link's far end takes GSO frames
     // (virtio GUEST_TSO4): the receiver sees what TSO on a real NIC would have cut into MSS-sized
     // pieces. Retransmissions and recovery stay MSS-sized, as after a loss Linux re-segments too.
-    const gso = !retransmitting && !this.inRecovery && !force ? (this.host.gsoPayloadFor?.(this.remoteAddr) ?? 0) : 0;
+    // Only when the peer takes our full MTU-derived MSS: whoever cuts the segment up (a TSO device)
+    // derives the piece size from the MTU and the headers, and it must match what we would send.
+    const gso = !retransmitting && !this.inRecovery && !force && this.sendMss === this.ourMss ? (this.host.gsoPayloadFor?.(this.remoteAddr) ?? 0) : 0;
     const sendMax = gso > maxPayload ? gso - (gso % maxPayload) : maxPayload;
     let len = Math.max(0, Math.min(sendMax, avail, force ? maxPayload : usable));
     // A GSO segment ends on an MSS boundary unless it carries the last of the data: its tail would

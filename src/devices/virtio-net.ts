@@ -5,6 +5,7 @@ import type { DeviceConfig } from '../config/types.js';
 import type { DeviceContext, DeviceState, NicDevice } from '../vmm/device.js';
 import type { AccessSize } from '../vmm/io-bus.js';
 import { PciFunction } from '../vmm/pci.js';
+import { finishTcpv4Checksums, segmentTcpv4, tcpv4Layout } from './tcp-gso.js';
 import { SplitVirtqueue, isVirtqError, type Chain, type VirtqError } from './virtqueue.js';
 
 /**
@@ -78,6 +79,7 @@ export const VIRTIO_NET_HOST_FEATURES =
   (bit(VIRTIO_NET_F_CSUM) |
     bit(VIRTIO_NET_F_GUEST_CSUM) |
     bit(VIRTIO_NET_F_GUEST_TSO4) |
+    bit(VIRTIO_NET_F_HOST_TSO4) |
     bit(VIRTIO_NET_F_MAC) |
     bit(VIRTIO_NET_F_MRG_RXBUF) |
     bit(VIRTIO_NET_F_STATUS) |
@@ -124,6 +126,10 @@ export class VirtioNet implements NicDevice {
     rxHeldNoBuffer: 0,
     /** TCP segments larger than the MTU handed to a GUEST_TSO4 guest whole. */
     rxGsoFrames: 0,
+    /** TSO packets from the guest passed whole to a far end that takes GSO frames. */
+    txGsoWhole: 0,
+    /** Wire-sized segments cut from TSO packets for a far end that does not. */
+    txGsoSegments: 0,
     rxDropNotReady: 0,
     rxDropTooBig: 0,
     rxDropFiltered: 0,
@@ -399,12 +405,8 @@ export class VirtioNet implements NicDevice {
     const gsoType = hv.getUint8(1);
     const csumStart = hv.getUint16(6, true);
     const csumOffset = hv.getUint16(8, true);
-    // No HOST_TSO* is offered, so a GSO packet is one we were never allowed to be given.
-    if (gsoType !== VIRTIO_NET_HDR_GSO_NONE) {
-      this.stats.txErrors++;
-      return null;
-    }
     const frame = bytes.subarray(hdrLen);
+    if (gsoType !== VIRTIO_NET_HDR_GSO_NONE) return this.transmitGso(frame, gsoType, hv.getUint16(4, true));
     if (flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
       // §5.1.6.2: checksum bytes csum_start..end and store it at csum_start + csum_offset. The
       // driver has already put the pseudo-header sum in that field, so a plain sum finishes it.
@@ -424,6 +426,37 @@ export class VirtioNet implements NicDevice {
     this.stats.txBytes += frame.length;
     // The port counts its own drops; to the device the frame has left either way.
     this.port?.send(frame);
+    return null;
+  }
+
+  /**
+   * A TSO packet (§5.1.6.2, HOST_TSO4): one TCP/IPv4 packet of up to 64 KiB with the segment size
+   * in gso_size. A far end that takes GSO frames gets it whole; anything else gets it cut into
+   * segments that fit the wire, each with its checksums, as a NIC's TSO engine sends them.
+   */
+  private transmitGso(frame: Uint8Array, gsoType: number, gsoSize: number): null {
+    const layout = gsoType === VIRTIO_NET_HDR_GSO_TCPV4 && this.has(VIRTIO_NET_F_HOST_TSO4) ? tcpv4Layout(frame) : null;
+    if (!layout || gsoSize === 0 || gsoSize > ETH_MAX_FRAME) {
+      // Not negotiated, not TCP/IPv4, or no usable segment size: malformed, dropped and counted.
+      this.stats.txErrors++;
+      return null;
+    }
+    // The guest's buffer is reused once we return: what leaves must be a copy.
+    if (this.port?.gso) {
+      const whole = frame.slice();
+      finishTcpv4Checksums(whole, layout);
+      this.stats.txFrames++;
+      this.stats.txBytes += whole.length;
+      this.stats.txGsoWhole++;
+      this.port.send(whole);
+      return null;
+    }
+    for (const piece of segmentTcpv4(frame, layout, gsoSize)) {
+      this.stats.txFrames++;
+      this.stats.txBytes += piece.length;
+      this.stats.txGsoSegments++;
+      this.port?.send(piece);
+    }
     return null;
   }
 
@@ -456,8 +489,8 @@ export class VirtioNet implements NicDevice {
     let gsoFrame = false;
     if (frame.length > ETH_MAX_FRAME) {
       // Larger than Ethernet allows: only a TCP/IPv4 GSO segment for a guest that took GUEST_TSO4.
-      const gso = this.guestTakesGso ? gsoTcpv4Header(frame) : null;
-      if (!gso) {
+      const layout = this.guestTakesGso ? tcpv4Layout(frame) : null;
+      if (!layout) {
         this.stats.rxDropTooBig++;
         return false;
       }
@@ -465,10 +498,12 @@ export class VirtioNet implements NicDevice {
       // packet would have been cut to; its checksums are complete, so DATA_VALID with GUEST_CSUM.
       header[0] = VIRTIO_NET_HDR_F_DATA_VALID;
       header[1] = VIRTIO_NET_HDR_GSO_TCPV4;
-      header[2] = gso.hdrLen & 0xff;
-      header[3] = gso.hdrLen >> 8;
-      header[4] = gso.size & 0xff;
-      header[5] = gso.size >> 8;
+      // The segment size: what a 1500-byte MTU leaves after these IPv4 and TCP headers.
+      const size = 1500 - (layout.hdrLen - 14);
+      header[2] = layout.hdrLen & 0xff;
+      header[3] = layout.hdrLen >> 8;
+      header[4] = size & 0xff;
+      header[5] = size >> 8;
       gsoFrame = true;
     }
     const total = hdrLen + frame.length;
@@ -588,17 +623,3 @@ export function createVirtioNet(ctx: DeviceContext, cfg: DeviceConfig): VirtioNe
 /** Largest frame Ethernet carries: 1500-byte payload with an 802.1Q tag, no FCS. */
 const ETH_MAX_FRAME = 1518;
 
-/**
- * For a GSO frame: the Ethernet+IPv4+TCP header length and the segment size it stands for (what
- * fits a 1500-byte MTU after those headers). Null when the frame is not a whole TCP/IPv4 packet.
- */
-function gsoTcpv4Header(frame: Uint8Array): { hdrLen: number; size: number } | null {
-  if (frame.length < 14 + 20 + 20 || frame[12] !== 0x08 || frame[13] !== 0x00) return null;
-  const ihl = (frame[14]! & 0x0f) * 4;
-  if (frame[14]! >> 4 !== 4 || ihl < 20 || frame[14 + 9] !== 6) return null;
-  const tcpAt = 14 + ihl;
-  if (frame.length < tcpAt + 20) return null;
-  const thl = (frame[tcpAt + 12]! >> 4) * 4;
-  if (thl < 20 || frame.length < tcpAt + thl) return null;
-  return { hdrLen: tcpAt + thl, size: 1500 - ihl - thl };
-}

@@ -15,6 +15,11 @@ export abstract class NetDriverPort implements FramePort {
 
   constructor(readonly name: string) {}
 
+  /** Whether the stack may send TCP segments beyond the MTU (a driver with TSO says yes). */
+  get gso(): boolean {
+    return false;
+  }
+
   /** Queue a frame on the hardware; false when the TX ring is full (the frame is dropped). */
   protected abstract transmit(frame: Uint8Array): boolean;
 

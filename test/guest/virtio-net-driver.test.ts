@@ -77,8 +77,10 @@ describe('virtio_net guest driver on the virtio-net model', () => {
     expect(kernel.netDevices).toEqual([port]);
     expect(port.name).toBe('eth0');
     expect([...port.mac]).toEqual(MAC);
-    // MAC, MRG_RXBUF, STATUS; GUEST_CSUM and GUEST_TSO4 for 64 KiB TCP receives.
-    expect(port.negotiatedFeatures).toBe((1 << 5) | (1 << 15) | (1 << 16) | (1 << 1) | (1 << 7));
+    // MAC, MRG_RXBUF, STATUS; GUEST_CSUM and GUEST_TSO4 for 64 KiB TCP receives; CSUM and
+    // HOST_TSO4 for 64 KiB TCP sends.
+    expect(port.negotiatedFeatures).toBe((1 << 5) | (1 << 15) | (1 << 16) | (1 << 1) | (1 << 7) | (1 << 0) | (1 << 11));
+    expect(port.gso).toBe(true);
     // The far end of the link may now send GSO frames.
     expect(wire.gso).toBe(true);
     expect(port.linkUp()).toBe(true);
@@ -129,6 +131,31 @@ describe('virtio_net guest driver on the virtio-net model', () => {
     expect([...rx[0]!]).toEqual([...big]);
     expect(dev.counters().rxGsoFrames).toBe(1);
     expect(dev.counters().rxBuffersMerged).toBeGreaterThanOrEqual(29); // 2 KiB buffers
+  });
+
+  it('TSO: a 64 KiB TCP packet leaves whole to a far end that takes GSO, cut to the MTU otherwise', () => {
+    const { clock, wire, port, dev, out } = guest();
+    const big = tcpFrameTo([0x02, 0, 0, 0, 0, 1], 40_000);
+    big.set(MAC, 6); // from us
+    big[26] = 10; // src 10.0.0.2, dst 10.0.0.1
+    big[29] = 2;
+    big[30] = 10;
+    big[33] = 1;
+    expect(port.send(big)).toBe(true);
+    clock.runUntil(() => false, 5);
+    // The wire end takes no GSO frames: ceil(40000 / 1460) pieces, each within the MTU.
+    expect(out.length).toBe(28);
+    expect(Math.max(...out.map((f) => f.length))).toBe(1514);
+    expect(out.reduce((n, f) => n + f.length - 54, 0)).toBe(40_000);
+    expect(dev.counters().txGsoSegments).toBe(28);
+    out.length = 0;
+    wire.offerGso!(true);
+    expect(port.send(big)).toBe(true);
+    clock.runUntil(() => false, 5);
+    expect(out.length).toBe(1);
+    expect([...out[0]!.subarray(54)]).toEqual([...big.subarray(54)]);
+    expect(dev.counters().txGsoWhole).toBe(1);
+    expect(port.driverStats.txLarge).toBe(2);
   });
 
   it('drops a giant frame that is not a TCP/IPv4 segment, as a NIC drops giants', () => {

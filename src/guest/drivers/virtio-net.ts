@@ -32,9 +32,16 @@ const S_FAILED = 0x80;
 const ISR_QUEUE = 1;
 const ISR_CONFIG = 2;
 
+const F_CSUM = 0;
 const F_GUEST_CSUM = 1;
 const F_MAC = 5;
 const F_GUEST_TSO4 = 7;
+const F_HOST_TSO4 = 11;
+const HDR_F_NEEDS_CSUM = 1;
+const HDR_GSO_TCPV4 = 1;
+/** Transmit buffers for TSO packets (64 KiB each): few, since each carries ~44 segments. */
+const LARGE_TX_BUFFERS = 16;
+const LARGE_TX_PACKET = 65536;
 const F_MRG_RXBUF = 15;
 const F_STATUS = 16;
 const NET_S_LINK_UP = 1;
@@ -125,7 +132,11 @@ function align(n: number, a: number): number {
 
 export class VirtioNetPort extends NetDriverPort {
   mac: Uint8Array = new Uint8Array(6);
-  private readonly features: number;
+  private features: number;
+  /** TSO: large transmit buffers, the free ones, and which descriptor holds which (−1: none). */
+  private largeTx: DmaRegion | null = null;
+  private largeFree: number[] = [];
+  private largeOf: Int16Array = new Int16Array(0);
   private readonly hdrLen: number;
   private rx!: DriverRing;
   private tx!: DriverRing;
@@ -135,7 +146,7 @@ export class VirtioNetPort extends NetDriverPort {
   private txBufSize = 0;
   /** Transmit descriptors not in flight (one descriptor and one buffer per packet). */
   private txFree: number[] = [];
-  readonly driverStats = { interrupts: 0, configChanges: 0, rxErrors: 0, txErrors: 0, txRingFull: 0, kicks: 0, kicksSuppressed: 0 };
+  readonly driverStats = { interrupts: 0, configChanges: 0, rxErrors: 0, txErrors: 0, txRingFull: 0, txLarge: 0, kicks: 0, kicksSuppressed: 0 };
 
   constructor(
     name: string,
@@ -150,6 +161,10 @@ export class VirtioNetPort extends NetDriverPort {
     // merged buffers. They need GUEST_CSUM too (§5.1.3.1) and, for us, MRG_RXBUF to land anywhere.
     const large = bit(F_GUEST_TSO4) | bit(F_GUEST_CSUM);
     if ((hostFeatures & large) === large && features & bit(F_MRG_RXBUF)) features = (features | large) >>> 0;
+    // Large sends (TSO): the device takes TCP packets up to 64 KiB and cuts them if it must. They
+    // need CSUM (§5.1.3.1): the device finishes each piece's checksum.
+    const tso = bit(F_HOST_TSO4) | bit(F_CSUM);
+    if ((hostFeatures & tso) === tso) features = (features | tso) >>> 0;
     this.features = features;
     this.hdrLen = this.has(F_MRG_RXBUF) ? 12 : 10;
   }
@@ -170,6 +185,12 @@ export class VirtioNetPort extends NetDriverPort {
   /** virtnet_probe after feature negotiation: MAC, rings, receive buffers. Null or an error. */
   setup(kernel: GuestKernel): string | null {
     const { hw, io } = this;
+    if (this.has(F_HOST_TSO4)) {
+      // No memory for the large buffers: go without TSO rather than fail the device.
+      this.largeTx = kernel.dma.alloc(LARGE_TX_BUFFERS * (this.hdrLen + LARGE_TX_PACKET), 64);
+      if (!this.largeTx) this.features = (this.features & ~(bit(F_HOST_TSO4) | bit(F_CSUM))) >>> 0;
+      else this.largeFree = Array.from({ length: LARGE_TX_BUFFERS }, (_, i) => i);
+    }
     hw.outl(io + VIRTIO_PCI_GUEST_FEATURES, this.features);
     if (this.has(F_MAC)) {
       this.mac = new Uint8Array(6).map((_, i) => hw.inb(io + VIRTIO_PCI_CONFIG + i));
@@ -203,7 +224,13 @@ export class VirtioNetPort extends NetDriverPort {
     // Transmit completions are reaped on the next transmit: no interrupt needed for them.
     tx.setAvailFlags(AVAIL_F_NO_INTERRUPT);
     this.txFree = Array.from({ length: tx.size }, (_, i) => tx.size - 1 - i);
+    this.largeOf = new Int16Array(tx.size).fill(-1);
     return null;
+  }
+
+  /** The stack may hand us TCP segments up to 64 KiB: the device (HOST_TSO4) cuts them if needed. */
+  override get gso(): boolean {
+    return this.has(F_HOST_TSO4);
   }
 
   private setupQueue(kernel: GuestKernel, index: number): DriverRing | string {
@@ -230,7 +257,7 @@ export class VirtioNetPort extends NetDriverPort {
   }
 
   protected transmit(frame: Uint8Array): boolean {
-    if (frame.length > MAX_PACKET) return false;
+    if (frame.length > MAX_PACKET) return this.transmitLarge(frame);
     this.reapTx();
     const i = this.txFree.pop();
     if (i === undefined) {
@@ -249,6 +276,53 @@ export class VirtioNetPort extends NetDriverPort {
     return true;
   }
 
+  /**
+   * A TCP/IPv4 packet beyond the MTU, as virtio_net's start_xmit sends a GSO skb: header with
+   * NEEDS_CSUM (csum_start at the TCP header, offset 16, the field holding the pseudo-header sum
+   * without length, as Linux leaves it), gso_type TCPV4 and gso_size the MTU's segment size.
+   */
+  private transmitLarge(frame: Uint8Array): boolean {
+    const ihl = (frame[14]! & 0x0f) * 4;
+    const tcpAt = 14 + ihl;
+    const isTcp4 = frame.length <= LARGE_TX_PACKET && frame[12] === 0x08 && frame[13] === 0x00 && frame[14]! >> 4 === 4 && frame[23] === 6 && frame.length >= tcpAt + 20;
+    if (!this.largeTx || !isTcp4) {
+      this.driverStats.txErrors++;
+      return false;
+    }
+    this.reapTx();
+    const i = this.txFree.length > 0 && this.largeFree.length > 0 ? this.txFree.pop()! : undefined;
+    if (i === undefined) {
+      this.driverStats.txRingFull++;
+      return false;
+    }
+    const slot = this.largeFree.pop()!;
+    this.largeOf[i] = slot;
+    const hdrLen = 14 + ihl + (frame[tcpAt + 12]! >> 4) * 4;
+    const off = slot * (this.hdrLen + LARGE_TX_PACKET);
+    const buf = this.largeTx.bytes;
+    const dv = new DataView(buf.buffer, buf.byteOffset + off, this.hdrLen);
+    buf.fill(0, off, off + this.hdrLen);
+    dv.setUint8(0, HDR_F_NEEDS_CSUM);
+    dv.setUint8(1, HDR_GSO_TCPV4);
+    dv.setUint16(2, hdrLen, true);
+    dv.setUint16(4, 1500 - (hdrLen - 14), true);
+    dv.setUint16(6, tcpAt, true);
+    dv.setUint16(8, 16, true);
+    const at = off + this.hdrLen;
+    buf.set(frame, at);
+    let pseudo = 6;
+    for (let k = 26; k < 34; k += 2) pseudo += (frame[k]! << 8) | frame[k + 1]!;
+    while (pseudo > 0xffff) pseudo = (pseudo & 0xffff) + (pseudo >>> 16);
+    buf[at + tcpAt + 16] = pseudo >> 8;
+    buf[at + tcpAt + 17] = pseudo & 0xff;
+    this.tx.setDesc(i, this.largeTx.phys + off, this.hdrLen + frame.length, 0);
+    this.tx.add(i);
+    this.tx.publish();
+    this.kick(this.tx, TX_QUEUE);
+    this.driverStats.txLarge++;
+    return true;
+  }
+
   private reapTx(): void {
     const n = this.tx.usedPending();
     if (n === null) {
@@ -257,7 +331,14 @@ export class VirtioNetPort extends NetDriverPort {
     }
     for (let k = 0; k < n; k++) {
       const { id } = this.tx.nextUsed();
-      if (id < this.tx.size && !this.txFree.includes(id)) this.txFree.push(id);
+      if (id < this.tx.size && !this.txFree.includes(id)) {
+        this.txFree.push(id);
+        const slot = this.largeOf[id]!;
+        if (slot >= 0) {
+          this.largeFree.push(slot);
+          this.largeOf[id] = -1;
+        }
+      }
     }
   }
 
