@@ -188,6 +188,11 @@ describe('lab redirect (in process)', () => {
       const back = await exchange(port, data);
       expect(back.length).toBe(data.length);
       expect(sha(back)).toBe(sha(data));
+      // TSO both ways: 64 KiB segments went to the guest whole and came back whole.
+      const nic = lab.guest.vm.nics()[0]!.counters();
+      expect(nic.rxGsoFrames).toBeGreaterThan(500);
+      expect(nic.txGsoWhole).toBeGreaterThan(500);
+      expect(nic.txGsoSegments).toBe(0);
     } finally {
       lab.close();
     }

@@ -83,6 +83,8 @@ for (const nic of ['rtl8139', 'virtio', 'ne2k']) {
       lab.child.kill('SIGTERM');
       expect(await lab.exit).toBe(0);
       expect(ns.run(['ip', 'link', 'show', 'tap2']).status).not.toBe(0); // the TAP went away with us
+      // virtio's guest sends 64 KiB TSO packets; the TAP takes no GSO frames, so the device cut them.
+      if (nic === 'virtio') expect(lab.out()).toMatch(/txGsoSegments=[1-9]\d*/);
     }, 300_000);
 
     it('with 2% loss on the host side, transfers still arrive byte-exact', async () => {
