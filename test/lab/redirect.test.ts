@@ -121,6 +121,15 @@ describe('lab redirect (CLI, as a user types it)', () => {
     expect(await lab.exit).toBe(0);
   });
 
+  it('--nic virtio gives the same guest a virtio-net NIC', async () => {
+    const port = await freePort();
+    const lab = await labCli(['--no-capture', 'redirect', '--nic', 'virtio', `tcp:${port}:10.10.10.33:80`, '--for', '60']);
+    expect(lab.out()).toMatch(/net0\s+LNX_VIRTIO_NIC/);
+    expect(await exchangeHttp(port)).toContain('netlab guest 10.10.10.33');
+    lab.child.kill('SIGINT');
+    expect(await lab.exit).toBe(0);
+  });
+
   it('a malformed spec says which part is wrong, shows the forms, exits 2', async () => {
     const lab = await labCli(['redirect', 'tcp:99999:10.10.10.33:80']);
     expect(await lab.exit).toBe(2);
