@@ -1,5 +1,6 @@
 import type { Clock } from '../net/clock.js';
 import { emptyStats, type FramePort, type FramePortStats, type FrameReceiver } from '../net/frame-port.js';
+import { mulberry32 } from '../net/random.js';
 
 /**
  * Link impairments in one direction (what `tc netem` does on a Linux link), seeded so that a run
@@ -29,16 +30,6 @@ export interface ImpairStats {
   rateDrops: number;
 }
 
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export class ImpairedPort implements FramePort {
   readonly stats: FramePortStats = emptyStats();

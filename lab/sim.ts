@@ -10,7 +10,7 @@ import { startGuestNetwork, type GuestNetwork } from '../src/guest/network.js';
 import type { GuestDriver } from '../src/guest/kernel.js';
 import type { DeviceFactory } from '../src/vmm/device.js';
 import { startGuestVm } from './guest-vm.js';
-import { mulberry32 } from './impair.js';
+import { mulberry32 } from '../net/random.js';
 
 /**
  * A whole guest (VM, kernel, driver, stack, apps) whose NIC hangs on an in-memory link, for

@@ -4,28 +4,19 @@ import { parseIpv4 as parseAddr } from '../../net/addr.js';
 import { VirtualClock } from '../../net/clock.js';
 import { createLink } from '../../net/link.js';
 import { Stack } from '../../net/stack.js';
+import { mulberry32 } from '../../net/random.js';
 import { emitIpv4Header, parseIpv4 } from '../../net/wire/ipv4.js';
 import { parseEthernet } from '../../net/wire/ethernet.js';
 import type { TcpConnection } from '../../net/tcp/connection.js';
 
 const ip = (s: string): number => parseAddr(s)!;
 
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function pair(mtuB = 1500) {
   const clock = new VirtualClock();
   const [pa, pb] = createLink(clock, ['a', 'b']);
-  const a = new Stack({ clock, name: 'a', random: seeded(1) });
-  const b = new Stack({ clock, name: 'b', random: seeded(2) });
+  const a = new Stack({ clock, name: 'a', random: mulberry32(1) });
+  const b = new Stack({ clock, name: 'b', random: mulberry32(2) });
   const na = a.addNetif('eth0', pa, new Uint8Array([2, 0, 0, 0, 0, 1]));
   const nb = b.addNetif('eth0', pb, new Uint8Array([2, 0, 0, 0, 0, 2]), mtuB);
   a.configure(na, ip('10.0.0.1'), 24);

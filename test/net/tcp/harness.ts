@@ -16,23 +16,13 @@ import { IPPROTO_TCP, type IpDatagramInfo, type IpLayer, type IpOutput, type IpS
 import type { TcpConfig } from '../../../net/tcp/config.js';
 import type { TcpConnection, TcpState } from '../../../net/tcp/connection.js';
 import { TcpLayer } from '../../../net/tcp/layer.js';
+import { mulberry32 } from '../../../net/random.js';
 import { emitIpv4Header, IPV4_HEADER_LEN, parseIpv4 } from '../../../net/wire/ipv4.js';
 import { emitTcp, parseTcp, tcpEncodingLength, type TcpRepr } from '../../../net/wire/tcp.js';
 
 export const ADDR_A = parseAddr('10.0.0.1')!;
 export const ADDR_B = parseAddr('10.0.0.2')!;
 
-/** mulberry32: a tiny, well-mixed 32-bit PRNG; good enough to drive impairments reproducibly. */
-export function mulberry32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export interface Impairments {
   /** One-way propagation delay. */
