@@ -8,7 +8,7 @@ import { createDeviceRegistry } from '../../src/registry.js';
 import { startGuestVm } from '../../lab/guest-vm.js';
 import { createNe2000 } from '../../src/devices/ne2000.js';
 import { ne2kDriver, type Ne2kPort } from '../../src/guest/drivers/ne2k.js';
-import type { TcpConnection } from '../../net/tcp/connection.js';
+import { echoExchange, sha256 } from '../net/tcp-io.js';
 import { hostOn, ip, testGuest } from './guest-vm.js';
 
 const MAC = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
@@ -159,28 +159,8 @@ describe('ne2k-pci driver on the NE2000 model, in a VM', () => {
     expect(await p).not.toBeNull();
     const size = 1024 * 1024;
     const data = new Uint8Array(size).map((_, i) => (i * 131 + (i >> 11)) & 0xff);
-    const c: TcpConnection = host.tcp.connect(ip('10.0.0.2'), 7);
-    let off = 0;
-    const pump = (): void => {
-      while (off < size) {
-        const n = c.write(data.subarray(off, Math.min(size, off + 65536)));
-        if (n === 0) return;
-        off += n;
-      }
-      c.shutdown();
-    };
-    c.onConnected = pump;
-    c.onSent = pump;
-    const back: Uint8Array[] = [];
-    let ended = false;
-    c.onData = (d) => {
-      back.push(d.slice());
-      c.recved(d.length);
-    };
-    c.onEnd = () => (ended = true);
-    g.clock.runUntil(() => ended, 600_000, 50_000_000);
-    const h = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
-    expect(h(Buffer.concat(back))).toBe(h(data));
+    const back = echoExchange(g.clock, host, ip('10.0.0.2'), data, 600_000, 50_000_000);
+    expect(sha256(back.bytes())).toBe(sha256(data));
     expect(g.vm.failures.size).toBe(0);
   }, 120_000);
 });

@@ -1,25 +1,7 @@
-import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { rtl8139Driver } from '../../src/guest/drivers/rtl8139.js';
-import type { TcpConnection } from '../../net/tcp/connection.js';
+import { echoExchange, httpGet, sha256 } from '../net/tcp-io.js';
 import { hostOn, ip, testGuest } from './guest-vm.js';
-
-function httpGet(host: ReturnType<typeof hostOn>, clock: { runUntil: (d: () => boolean, l: number, m?: number) => unknown }, path: string): string {
-  const c = host.tcp.connect(ip('10.0.0.2'), 80);
-  const chunks: Uint8Array[] = [];
-  let done = false;
-  c.onConnected = () => c.write(new TextEncoder().encode(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`));
-  c.onData = (d) => {
-    chunks.push(d.slice());
-    c.recved(d.length);
-  };
-  c.onEnd = () => {
-    done = true;
-    c.close();
-  };
-  clock.runUntil(() => done, 60_000, 5_000_000);
-  return Buffer.concat(chunks).toString('latin1');
-}
 
 describe('RTL8139 driver on the RTL8139 model, in a VM', () => {
   it('binds, prints the probe line, and answers ARP and ping', async () => {
@@ -42,10 +24,10 @@ describe('RTL8139 driver on the RTL8139 model, in a VM', () => {
   it('serves the status page and /bytes/N over HTTP', () => {
     const g = testGuest({ drivers: [rtl8139Driver] });
     const host = hostOn(g.clock, g.wire);
-    const page = httpGet(host, g.clock, '/');
+    const page = httpGet(g.clock, host, ip('10.0.0.2'), '/');
     expect(page).toMatch(/^HTTP\/1\.1 200/);
     expect(page).toContain('10.0.0.2');
-    const bytes = httpGet(host, g.clock, '/bytes/100000');
+    const bytes = httpGet(g.clock, host, ip('10.0.0.2'), '/bytes/100000');
     const body = bytes.slice(bytes.indexOf('\r\n\r\n') + 4);
     expect(body.length).toBe(100000);
     expect(body.charCodeAt(70000)).toBe((70000 % 65536) % 251);
@@ -57,31 +39,9 @@ describe('RTL8139 driver on the RTL8139 model, in a VM', () => {
     const size = 10 * 1024 * 1024;
     const data = new Uint8Array(size).map((_, i) => (i * 131 + (i >> 11)) & 0xff);
     // host → guest: the guest's echo service returns it, so both directions are exercised and checked.
-    const c: TcpConnection = host.tcp.connect(ip('10.0.0.2'), 7);
-    let off = 0;
-    const pump = (): void => {
-      while (off < size) {
-        const n = c.write(data.subarray(off, Math.min(size, off + 65536)));
-        if (n === 0) return;
-        off += n;
-      }
-      c.shutdown();
-    };
-    c.onConnected = pump;
-    c.onSent = pump;
-    const back: Uint8Array[] = [];
-    let got = 0;
-    let ended = false;
-    c.onData = (d) => {
-      back.push(d.slice());
-      got += d.length;
-      c.recved(d.length);
-    };
-    c.onEnd = () => (ended = true);
-    g.clock.runUntil(() => ended, 600_000, 50_000_000);
-    expect(got).toBe(size);
-    const h = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
-    expect(h(Buffer.concat(back))).toBe(h(data));
+    const back = echoExchange(g.clock, host, ip('10.0.0.2'), data, 600_000, 50_000_000);
+    expect(back.received).toBe(size);
+    expect(sha256(back.bytes())).toBe(sha256(data));
     const nic = g.vm.nics()[0]!.counters();
     expect(nic.rxBytes).toBeGreaterThan(size);
     expect(nic.txBytes).toBeGreaterThan(size);

@@ -1,10 +1,9 @@
-import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { VirtualClock } from '../../net/clock.js';
-import type { TcpConnection } from '../../net/tcp/connection.js';
 import { guestDrivers } from '../../src/guest/drivers.js';
 import { LearningSwitch } from '../../lab/switch.js';
 import { ImpairedPort } from '../../lab/impair.js';
+import { echoExchange, sha256 } from '../net/tcp-io.js';
 import { ip, testGuest } from './guest-vm.js';
 
 /** Two guests with different NIC models on one switch, all in virtual time. */
@@ -21,30 +20,8 @@ function pairOfGuests(a: string, b: string, lossPct = 0) {
 /** 10 MB from A to B's echo service and back: both directions, checked by hash. */
 function echoTransfer(clock: VirtualClock, from: ReturnType<typeof testGuest>, to: string, size: number): { ok: boolean; got: number } {
   const data = new Uint8Array(size).map((_, i) => (i * 7 + (i >> 13)) & 0xff);
-  const c: TcpConnection = from.net.stack.tcp.connect(ip(to), 7);
-  let off = 0;
-  const pump = (): void => {
-    while (off < size) {
-      const n = c.write(data.subarray(off, Math.min(size, off + 65536)));
-      if (n === 0) return;
-      off += n;
-    }
-    c.shutdown();
-  };
-  c.onConnected = pump;
-  c.onSent = pump;
-  const back: Uint8Array[] = [];
-  let got = 0;
-  let ended = false;
-  c.onData = (d) => {
-    back.push(d.slice());
-    got += d.length;
-    c.recved(d.length);
-  };
-  c.onEnd = () => (ended = true);
-  clock.runUntil(() => ended, 3_600_000, 200_000_000);
-  const h = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
-  return { ok: ended && h(Buffer.concat(back)) === h(data), got };
+  const back = echoExchange(clock, from.net.stack, ip(to), data, 3_600_000, 200_000_000);
+  return { ok: back.ended && sha256(back.bytes()) === sha256(data), got: back.received };
 }
 
 const MODELS = [

@@ -8,6 +8,7 @@ import { startGuestVm } from '../../lab/guest-vm.js';
 import { createVirtioNet, type VirtioNet } from '../../src/devices/virtio-net.js';
 import { virtioNetDriver, type VirtioNetPort } from '../../src/guest/drivers/virtio-net.js';
 import type { BoundDriver } from '../../src/guest/kernel.js';
+import { httpGet } from '../net/tcp-io.js';
 import { hostOn, ip, testGuest } from './guest-vm.js';
 
 /** The guest driver and the device model together: a booted guest kernel, its NIC on a cable. */
@@ -216,20 +217,7 @@ describe('virtio_net under the guest network stack', () => {
     const p = host.ping(ip('10.0.0.2'), 1);
     g.clock.runUntil(() => false, 200);
     expect(await p).not.toBeNull();
-    const c = host.tcp.connect(ip('10.0.0.2'), 80);
-    const chunks: Uint8Array[] = [];
-    let done = false;
-    c.onConnected = () => c.write(new TextEncoder().encode('GET /bytes/100000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
-    c.onData = (d) => {
-      chunks.push(d.slice());
-      c.recved(d.length);
-    };
-    c.onEnd = () => {
-      done = true;
-      c.close();
-    };
-    g.clock.runUntil(() => done, 60_000, 5_000_000);
-    const text = Buffer.concat(chunks).toString('latin1');
+    const text = httpGet(g.clock, host, ip('10.0.0.2'), '/bytes/100000');
     expect(text).toMatch(/^HTTP\/1\.1 200/);
     expect(text.length - text.indexOf('\r\n\r\n') - 4).toBe(100000);
     expect(g.vm.failures.size).toBe(0);

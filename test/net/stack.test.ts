@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { parseIpv4 as parseAddr } from '../../net/addr.js';
 import { VirtualClock } from '../../net/clock.js';
@@ -7,7 +6,7 @@ import { Stack } from '../../net/stack.js';
 import { mulberry32 } from '../../net/random.js';
 import { emitIpv4Header, parseIpv4 } from '../../net/wire/ipv4.js';
 import { parseEthernet } from '../../net/wire/ethernet.js';
-import type { TcpConnection } from '../../net/tcp/connection.js';
+import { collect, sendAll, sha256, type Collected } from './tcp-io.js';
 
 const ip = (s: string): number => parseAddr(s)!;
 
@@ -94,37 +93,13 @@ describe('IPv4 stack', () => {
     const { clock, a, b } = pair();
     const size = 2 * 1024 * 1024;
     const data = new Uint8Array(size).map((_, i) => (i * 31 + (i >> 9)) & 0xff);
-    const want = createHash('sha256').update(data).digest('hex');
-    const received: Uint8Array[] = [];
-    let serverConn: TcpConnection | null = null;
-    b.tcp.listen(5001, (c) => {
-      serverConn = c;
-      c.onData = (d) => {
-        received.push(d.slice());
-        c.recved(d.length);
-      };
-    });
-    const c = a.tcp.connect(ip('10.0.0.2'), 5001);
-    let off = 0;
-    const pump = (): void => {
-      while (off < size) {
-        const n = c.write(data.subarray(off, Math.min(size, off + 65536)));
-        if (n === 0) return;
-        off += n;
-      }
-      c.shutdown();
-    };
-    c.onConnected = pump;
-    c.onSent = pump;
-    let ended = false;
-    clock.runUntil(() => {
-      const conn = serverConn as TcpConnection | null;
-      if (conn && !ended) conn.onEnd = () => (ended = true);
-      return ended;
-    }, 120_000, 10_000_000);
-    const got = Buffer.concat(received);
+    let atServer: Collected | null = null;
+    b.tcp.listen(5001, (c) => (atServer = collect(c)));
+    sendAll(a.tcp.connect(ip('10.0.0.2'), 5001), data);
+    clock.runUntil(() => atServer?.ended === true, 120_000, 10_000_000);
+    const got = atServer!.bytes();
     expect(got.length).toBe(size);
-    expect(createHash('sha256').update(got).digest('hex')).toBe(want);
+    expect(sha256(got)).toBe(sha256(data));
   });
 
   it('TCP over a link whose far end takes GSO frames: multi-MSS segments one way only, byte-exact, MSS-sized again once withdrawn', () => {
@@ -145,38 +120,21 @@ describe('IPv4 stack', () => {
     pb.send = (f) => (sizesBtoA.push(f.length), sendB(f));
     const size = 4 * 1024 * 1024;
     const data = new Uint8Array(size).map((_, i) => (i * 29 + (i >> 10)) & 0xff);
-    const received: Uint8Array[] = [];
-    let got = 0;
-    let ended = false;
     let withdrawnAt = -1;
+    let atServer: Collected | null = null;
     b.tcp.listen(5002, (c) => {
-      c.onData = (d) => {
-        received.push(d.slice());
-        got += d.length;
-        c.recved(d.length);
-        if (withdrawnAt < 0 && got >= size / 2) {
+      atServer = collect(c, () => {
+        if (withdrawnAt < 0 && atServer!.received >= size / 2) {
           pb.offerGso!(false); // the guest's driver reset: MTU-sized frames from here on
           withdrawnAt = sizesAtoB.length;
         }
-      };
-      c.onEnd = () => (ended = true);
+      });
     });
-    const c = a.tcp.connect(ip('10.0.0.2'), 5002);
-    let off = 0;
-    const pump = (): void => {
-      while (off < size) {
-        const n = c.write(data.subarray(off, Math.min(size, off + 65536)));
-        if (n === 0) return;
-        off += n;
-      }
-      c.shutdown();
-    };
-    c.onConnected = pump;
-    c.onSent = pump;
-    clock.runUntil(() => ended, 120_000, 10_000_000);
-    const all = Buffer.concat(received);
+    sendAll(a.tcp.connect(ip('10.0.0.2'), 5002), data);
+    clock.runUntil(() => atServer?.ended === true, 120_000, 10_000_000);
+    const all = atServer!.bytes();
     expect(all.length).toBe(size);
-    expect(createHash('sha256').update(all).digest('hex')).toBe(createHash('sha256').update(data).digest('hex'));
+    expect(sha256(all)).toBe(sha256(data));
     const before = sizesAtoB.slice(0, withdrawnAt);
     const after = sizesAtoB.slice(withdrawnAt); // asked per segment: the next one is MTU-sized
     expect(Math.max(...before)).toBeGreaterThan(30_000);
