@@ -1,4 +1,5 @@
 import { connect } from 'node:net';
+import { writeBlocks } from './write-blocks.js';
 
 /**
  * Benchmark client, run where the measurement needs it (inside a namespace for TAP/veth runs):
@@ -16,19 +17,7 @@ function upload(): Promise<number> {
     const block = Buffer.alloc(65536, 0x5a);
     const s = connect({ host, port, allowHalfOpen: true });
     const t0 = performance.now();
-    let left = n;
-    const pump = (): void => {
-      while (left > 0) {
-        const chunk = left >= block.length ? block : block.subarray(0, left);
-        left -= chunk.length;
-        if (!s.write(chunk)) {
-          s.once('drain', pump);
-          return;
-        }
-      }
-      s.end();
-    };
-    s.on('connect', pump);
+    s.on('connect', () => writeBlocks(s, n, block));
     s.on('data', () => {});
     s.on('close', () => resolve(performance.now() - t0));
     s.on('error', reject);

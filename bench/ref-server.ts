@@ -1,4 +1,5 @@
 import { createServer } from 'node:net';
+import { writeBlocks } from './write-blocks.js';
 
 /**
  * The reference peer for host-side benchmarks, run inside a namespace behind slirp4netns or a
@@ -30,19 +31,7 @@ createServer((s) => {
     const n = m ? Number(m[1]) : 2;
     head = head.slice(end + 4);
     s.write(`HTTP/1.1 200 OK\r\nContent-Length: ${n}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n`);
-    let left = n;
-    const pump = (): void => {
-      while (left > 0) {
-        const chunk = left >= block.length ? block : block.subarray(0, left);
-        left -= chunk.length;
-        if (!s.write(chunk)) {
-          s.once('drain', pump);
-          return;
-        }
-      }
-      s.end();
-    };
-    pump();
+    writeBlocks(s, n, block);
   });
 }).listen(80, '0.0.0.0', () => process.stdout.write('ref-server ready\n'));
 
