@@ -201,6 +201,16 @@ async function capturesCommand(which: string | undefined, g: GlobalOptions): Pro
   process.stdout.write(`${formatSummary(await summarizeRun(dir))}\n`);
 }
 
+/** Resolves after `seconds` (when given) or at the first Ctrl-C / SIGTERM, whichever comes first. */
+function untilStopped(seconds: number | undefined): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = (): void => resolve();
+    if (seconds !== undefined) setTimeout(done, seconds * 1000);
+    process.once('SIGINT', done);
+    process.once('SIGTERM', done);
+  });
+}
+
 function parseSeconds(v: string): number {
   const n = Number(v);
   if (!Number.isFinite(n) || n <= 0) throw new Error(`--for ${v}: give a positive number of seconds`);
@@ -315,12 +325,7 @@ async function upCommand(tap: string, opts: UpCliOptions, g: GlobalOptions): Pro
   };
   process.on('SIGUSR1', counters);
   const stopStats = liveStats(g, () => `${tap} rx ${lab.tap.stats.rxFrames} tx ${lab.tap.stats.txFrames}  ${lab.guests.map((gu) => nicLine(gu.guest.vm.nics().map((n) => ({ id: `${gu.guest.vm.config.name}.${n.id}`, counters: () => n.counters() })))).join('  ')}`);
-  await new Promise<void>((resolve) => {
-    const done = (): void => resolve();
-    if (opts.for !== undefined) setTimeout(done, opts.for * 1000);
-    process.once('SIGINT', done);
-    process.once('SIGTERM', done);
-  });
+  await untilStopped(opts.for);
   stopStats();
   lab.close();
   counters();
@@ -392,12 +397,7 @@ async function runCommand(configPath: string | undefined, specs: string[], opts:
   };
   process.on('SIGUSR1', printTelemetry);
   const stopStats = liveStats(g, () => `${nicLine(vm.nics())}${lab.userNet ? `  redirected ${lab.userNet.stats.redirectedConnections} nat ${lab.userNet.stats.natTcp}` : ''}`);
-  await new Promise<void>((resolve) => {
-    const done = (): void => resolve();
-    if (opts.for !== undefined) setTimeout(done, opts.for * 1000);
-    process.once('SIGINT', done);
-    process.once('SIGTERM', done);
-  });
+  await untilStopped(opts.for);
   stopStats();
   lab.close();
   printTelemetry();
