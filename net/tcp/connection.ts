@@ -1034,7 +1034,9 @@ export class TcpConnection {
     // pieces. Retransmissions and recovery stay MSS-sized, as after a loss Linux re-segments too.
     // Only when the peer takes our full MTU-derived MSS: whoever cuts the segment up (a TSO device)
     // derives the piece size from the MTU and the headers, and it must match what we would send.
-    const gso = !retransmitting && !this.inRecovery && !force && this.sendMss === this.ourMss ? (this.host.gsoPayloadFor?.(this.remoteAddr) ?? 0) : 0;
+    // Asked (a route lookup) only when more than one MSS could go now.
+    const multi = !retransmitting && !this.inRecovery && !force && this.sendMss === this.ourMss && avail > maxPayload && usable > maxPayload;
+    const gso = multi ? (this.host.gsoPayloadFor?.(this.remoteAddr) ?? 0) : 0;
     const sendMax = gso > maxPayload ? gso - (gso % maxPayload) : maxPayload;
     let len = Math.max(0, Math.min(sendMax, avail, force ? maxPayload : usable));
     // A GSO segment ends on an MSS boundary unless it carries the last of the data: its tail would
