@@ -1,6 +1,6 @@
 import type { DeviceRegistry } from '../vmm/device.js';
 import { createNe2000 } from './ne2000.js';
-import { createRtl8139 } from './rtl8139.js';
+import { createRtl8139 } from './rtl8139/device.js';
 import { createSerial } from './serial.js';
 import { createVirtioNet } from './virtio-net.js';
 

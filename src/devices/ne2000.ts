@@ -1,3 +1,4 @@
+import type { DebugLog } from '../../net/debug.js';
 import type { FramePort } from '../../net/frame-port.js';
 import type { DeviceConfig } from '../config/types.js';
 import type { DeviceContext, DeviceState, NicDevice } from '../vmm/device.js';
@@ -14,6 +15,19 @@ import { ethernetFcs, multicastHashBit } from './ether-crc.js';
  *
  * I/O window (32 ports): 0x00–0x0F the 8390 registers, paged by CR.PS; 0x10–0x17 the data port;
  * 0x18–0x1F the reset port (NE2000 boards decode those ranges; Linux uses 0x10 and 0x1F).
+ *
+ * Frame sizes. The DP8390 itself checks no maximum length: it stores whatever arrives and sends
+ * whatever TBCR says. What limits frames is the 802.3 network around it, and we model that edge:
+ * - From the wire, a frame over MAX_RX_FRAME (1518 bytes without FCS: a VLAN-tagged maximum) is
+ *   dropped and counted (`rxDropGiant`); Linux's 8390 driver would discard it anyway
+ *   (rx_length_errors). A frame that could never fit the ring the driver set up is dropped and
+ *   counted too (`rxDropRingTooSmall`) — answering `'busy'` for it would hold the link forever.
+ * - To the wire, TBCR over MAX_TX_FRAME is a jabbering transmitter: the chip reports success
+ *   (TSR.PTX; the DP8390 has no status bit for it), every receiver on the segment discards the
+ *   frame, so it never reaches the link (`txDropGiant`). A frame under 60 bytes (the 8390 does not
+ *   pad; drivers must) is a runt every receiver discards as a collision fragment: likewise sent
+ *   and lost (`txDropRunt`). QEMU forwards both; a real segment does not, and a guest must not be
+ *   able to push a 32 KiB "frame" into its neighbours' NICs.
  */
 
 // ---- Command register (all pages, offset 0) ----
@@ -93,9 +107,21 @@ export const RAM_END = 0xc000;
 const RAM_FIRST_PAGE = RAM_START >> 8;
 const RAM_END_PAGE = RAM_END >> 8;
 
+/** Largest frame (no FCS) taken from the wire or sent to it: 1514 + an 802.1Q tag. */
+export const MAX_RX_FRAME = 1518;
+export const MAX_TX_FRAME = 1518;
+/** Smallest frame (no FCS) a receiver on the segment keeps; shorter ones are runts. */
+export const MIN_TX_FRAME = 60;
+
 /** RTL8029 identification, read at page-0 offsets 0x0A/0x0B ("PC"). */
 const RTL8029_ID0 = 0x50;
 const RTL8029_ID1 = 0x43;
+
+/** Register names by port, page by page (DP8390D datasheet table 6; RTL8029AS page 3). */
+const NE_P0_WRITE = ['CR', 'PSTART', 'PSTOP', 'BNRY', 'TPSR', 'TBCR0', 'TBCR1', 'ISR', 'RSAR0', 'RSAR1', 'RBCR0', 'RBCR1', 'RCR', 'TCR', 'DCR', 'IMR'];
+const NE_P0_READ = ['CR', 'CLDA0', 'CLDA1', 'BNRY', 'TSR', 'NCR', 'FIFO', 'ISR', 'CRDA0', 'CRDA1', '8029ID0', '8029ID1', 'RSR', 'CNTR0', 'CNTR1', 'CNTR2'];
+const NE_P1 = ['CR', 'PAR0', 'PAR1', 'PAR2', 'PAR3', 'PAR4', 'PAR5', 'CURR', 'MAR0', 'MAR1', 'MAR2', 'MAR3', 'MAR4', 'MAR5', 'MAR6', 'MAR7'];
+const NE_P3 = ['CR', '9346CR', 'BPAGE', 'CONFIG0', 'CONFIG1', 'CONFIG2', 'CONFIG3', 'TEST', '0x08', 'HLTCLK', '0x0a', 'INTR', '0x0c', 'FMWP', '0x0e', '0x0f'];
 
 export class Ne2000 implements NicDevice {
   readonly className = 'NE2000';
@@ -140,6 +166,8 @@ export class Ne2000 implements NicDevice {
   private remote: 'idle' | 'read' | 'write' = 'idle';
   private lineHigh = false;
 
+  /** `--debug ne2000`: register accesses by page and name, drops with their counter. */
+  private readonly dbg: DebugLog;
   private readonly stats = {
     rxFrames: 0,
     rxBytes: 0,
@@ -147,12 +175,20 @@ export class Ne2000 implements NicDevice {
     /** Times the ring was full and the link held the frame (flow control) instead of dropping it. */
     rxHeldRingFull: 0,
     rxDropFiltered: 0,
+    /** Frames over MAX_RX_FRAME, and runts under an Ethernet header, from the wire. */
+    rxDropGiant: 0,
+    rxDropRunt: 0,
+    /** Frames that need more pages than the driver's whole ring: they could never be stored. */
+    rxDropRingTooSmall: 0,
     rxDropStopped: 0,
     rxDropMonitor: 0,
     rxDropLoopback: 0,
     txFrames: 0,
     txBytes: 0,
     txLoopback: 0,
+    /** TBCR over MAX_TX_FRAME / under MIN_TX_FRAME: "sent" (PTX) and discarded by every receiver. */
+    txDropGiant: 0,
+    txDropRunt: 0,
     remoteReadBytes: 0,
     remoteWriteBytes: 0,
     dataPortIdleReads: 0,
@@ -166,11 +202,22 @@ export class Ne2000 implements NicDevice {
     readonly mac: Uint8Array,
     isa: { port: number; irq: number } | null,
   ) {
+    this.dbg = ctx.log.child('ne2000');
     // Each MAC byte appears twice so a driver reading the PROM in word mode gets one per word;
     // bytes 28–31 are 'W', which NE2000 drivers check to tell the card from its relatives.
     for (let i = 0; i < 6; i++) this.prom[2 * i] = this.prom[2 * i + 1] = mac[i]!;
     this.prom.fill(0x57, 28, 32);
-    const handler: IoHandler = { read: (off, size) => this.read(off, size), write: (off, size, v) => this.write(off, size, v) };
+    const handler: IoHandler = {
+      read: (off, size) => {
+        const v = this.read(off, size);
+        if (this.dbg.on) this.dbg.debug(`read ${this.regName(off, 'read')}/${size} = 0x${v.toString(16)}`);
+        return v;
+      },
+      write: (off, size, v) => {
+        if (this.dbg.on) this.dbg.debug(`write ${this.regName(off, 'write')}/${size} ← 0x${(v >>> 0).toString(16)}`);
+        this.write(off, size, v);
+      },
+    };
     if (isa) {
       this.pci = null;
       this.irq = isa.irq;
@@ -201,6 +248,7 @@ export class Ne2000 implements NicDevice {
   private read(off: number, size: AccessSize): number {
     if (this.state !== 'running') return size === 4 ? 0xffffffff : size === 2 ? 0xffff : 0xff;
     if (off >= NE_DATAPORT && off < 0x18) return this.dataRead(size);
+    if (this.straddlesDataPort(off, size, 'read')) return size === 4 ? 0xffffffff : 0xffff;
     // Registers are 8 bits wide; a wider access reads consecutive ports, as the ISA bus splits it.
     let v = 0;
     for (let i = size - 1; i >= 0; i--) v = (v << 8) | this.readByte(off + i);
@@ -213,7 +261,18 @@ export class Ne2000 implements NicDevice {
       this.dataWrite(size, value);
       return;
     }
+    if (this.straddlesDataPort(off, size, 'write')) return;
     for (let i = 0; i < size && this.state === 'running'; i++) this.writeByte(off + i, (value >>> (8 * i)) & 0xff);
+  }
+
+  /**
+   * A wide access that starts among the registers and runs into the data port would be half a
+   * register access and half a remote-DMA transfer: no driver does that, so it is a fault.
+   */
+  private straddlesDataPort(off: number, size: AccessSize, what: string): boolean {
+    if (off >= NE_DATAPORT || off + size <= NE_DATAPORT) return false;
+    this.fail(`${size}-byte ${what} at offset 0x${hex(off)} runs from the 8390 registers into the data port (0x10)`);
+    return true;
   }
 
   private readByte(off: number): number {
@@ -366,6 +425,8 @@ export class Ne2000 implements NicDevice {
         // Write 1 to clear; RST reports the chip's state and ignores writes.
         this.isr &= ~(v & 0x7f);
         this.updateIrq();
+        // Clearing OVW ends the overflow recovery: the receiver takes frames again.
+        if (v & ISR_OVW) this.wakeReceiver();
         return;
       case P0_RSAR0:
         this.rsar = (this.rsar & 0xff00) | v;
@@ -586,14 +647,24 @@ export class Ne2000 implements NicDevice {
     }
     const start = this.tpsr << 8;
     const len = this.tbcr;
-    if (len < 14 || start < RAM_START || start + len > RAM_END) {
-      this.fail(`transmit of ${len} bytes from page 0x${hex(this.tpsr)}: ${len < 14 ? 'shorter than an Ethernet header' : 'outside the packet RAM'}`);
+    // Giants and runts leave the chip and die on the segment (see the class comment): the
+    // transmitter reports success, nothing reaches the link, and no guest-chosen length is read.
+    const lost = len > MAX_TX_FRAME ? 'giant' : len < MIN_TX_FRAME ? 'runt' : null;
+    if (lost === null && (start < RAM_START || start + len > RAM_END)) {
+      this.fail(`transmit of ${len} bytes from page 0x${hex(this.tpsr)}: outside the packet RAM`);
       return;
     }
     // A virtual wire sends instantly: TXP is set and cleared within this write.
-    const frame = this.ram.slice(start - RAM_START, start - RAM_START + len);
     this.cr &= ~CR_TXP;
     this.tsr = TSR_PTX;
+    if (lost !== null) {
+      if (lost === 'giant') this.stats.txDropGiant++;
+      else this.stats.txDropRunt++;
+      this.isr |= ISR_PTX;
+      this.updateIrq();
+      return;
+    }
+    const frame = this.ram.slice(start - RAM_START, start - RAM_START + len);
     this.stats.txFrames++;
     this.stats.txBytes += len;
     if (this.tcr & TCR_LB_MASK) {
@@ -628,6 +699,7 @@ export class Ne2000 implements NicDevice {
     if (this.tcr & TCR_LB_MASK) {
       // In loopback the receiver listens to our own transmitter, not to the network.
       this.stats.rxDropLoopback++;
+      if (this.dbg.on) this.dbg.debug(`drop (rxDropLoopback)`);
       return false;
     }
     return this.receive(frame, this.port?.holds === true);
@@ -647,18 +719,30 @@ export class Ne2000 implements NicDevice {
   private receive(frame: Uint8Array, canHold = false): boolean | 'busy' {
     if (!this.started()) {
       this.stats.rxDropStopped++;
+      if (this.dbg.on) this.dbg.debug(`drop (rxDropStopped)`);
       return false;
     }
-    if (frame.length < 14) return false;
+    if (frame.length < 14) {
+      this.stats.rxDropRunt++;
+      if (this.dbg.on) this.dbg.debug(`drop (rxDropRunt)`);
+      return false;
+    }
+    if (frame.length > MAX_RX_FRAME) {
+      this.stats.rxDropGiant++;
+      if (this.dbg.on) this.dbg.debug(`drop (rxDropGiant)`);
+      return false;
+    }
     const phy = this.accepts(frame);
     if (phy < 0) {
       // Not for us: ignored silently, which is not a drop on the link.
       this.stats.rxDropFiltered++;
+      if (this.dbg.on) this.dbg.debug(`drop (rxDropFiltered)`);
       return true;
     }
     if (this.rcr & RCR_MON) {
       // Monitor mode: the packet is checked and counted as missed, never buffered.
       this.stats.rxDropMonitor++;
+      if (this.dbg.on) this.dbg.debug(`drop (rxDropMonitor)`);
       this.rsr = RSR_MPA | RSR_DIS | phy;
       this.countMissed();
       return false;
@@ -672,18 +756,28 @@ export class Ne2000 implements NicDevice {
     const count = body.length + 4;
     const total = 4 + count;
     const pages = (total + 255) >> 8;
-    // The local DMA never writes into the page BNRY names: the ring is full when it would.
-    for (let i = 0, p = this.curr; i < pages; i++, p = this.nextPage(p)) {
-      if (p === this.bnry) {
-        if (canHold) {
-          // Flow control (QEMU's can_receive): the link keeps the frame until the driver frees pages.
-          this.rxWaiting = true;
-          this.stats.rxHeldRingFull++;
-          return 'busy';
-        }
-        this.overflow();
-        return false;
+    // The local DMA never writes into the page BNRY names, so an empty ring (CURR = BNRY + 1)
+    // has ring − 1 free pages and a full one (CURR = BNRY) none.
+    const ringPages = this.pstop - this.pstart;
+    if (pages > ringPages - 1) {
+      // No amount of freeing makes room: holding it would stall the link for good. Counted as
+      // missed (CNTR2) without OVW: the ring itself is fine for every frame that fits it.
+      this.stats.rxDropRingTooSmall++;
+      if (this.dbg.on) this.dbg.debug(`drop (rxDropRingTooSmall)`);
+      this.rsr = RSR_MPA;
+      this.countMissed();
+      return false;
+    }
+    const free = (this.boundaryPage() - this.curr + ringPages) % ringPages;
+    if (pages > free) {
+      if (canHold) {
+        // Flow control (QEMU's can_receive): the link keeps the frame until the driver frees pages.
+        this.rxWaiting = true;
+        this.stats.rxHeldRingFull++;
+        return 'busy';
       }
+      this.overflow();
+      return false;
     }
     let next = this.curr;
     for (let i = 0; i < pages; i++) next = this.nextPage(next);
@@ -707,6 +801,15 @@ export class Ne2000 implements NicDevice {
     return true;
   }
 
+  /**
+   * The page the local DMA must not enter. Linux's 8390 driver (like every DP8390 driver) writes
+   * PSTART − 1 when the next packet to read starts at PSTART; the chip treats that as PSTOP − 1,
+   * the page before PSTART going round the ring.
+   */
+  private boundaryPage(): number {
+    return this.bnry === this.pstart - 1 ? this.pstop - 1 : this.bnry;
+  }
+
   private nextPage(p: number): number {
     const n = p + 1;
     return n >= this.pstop ? this.pstart : n;
@@ -715,6 +818,7 @@ export class Ne2000 implements NicDevice {
   /** The ring is exhausted: the packet is lost, counted as missed, and OVW is raised. */
   private overflow(): void {
     this.stats.rxDropOverflow++;
+    if (this.dbg.on) this.dbg.debug(`drop (rxDropOverflow)`);
     this.rsr = RSR_MPA;
     this.countMissed();
     // Until the host clears OVW (the datasheet's recovery sequence) every packet is missed.
@@ -739,7 +843,8 @@ export class Ne2000 implements NicDevice {
     if (pstart >= pstop) return `PSTART 0x${hex(pstart)} is not below PSTOP 0x${hex(pstop)}`;
     if (pstart < RAM_FIRST_PAGE || pstop > RAM_END_PAGE) return `ring pages 0x${hex(pstart)}-0x${hex(pstop - 1)} are outside the packet RAM (pages 0x${hex(RAM_FIRST_PAGE)}-0x${hex(RAM_END_PAGE - 1)})`;
     if (curr < pstart || curr >= pstop) return `CURR 0x${hex(curr)} is outside the ring 0x${hex(pstart)}-0x${hex(pstop - 1)}`;
-    if (bnry < pstart || bnry >= pstop) return `BNRY 0x${hex(bnry)} is outside the ring 0x${hex(pstart)}-0x${hex(pstop - 1)}`;
+    // PSTART − 1 is how drivers say "one behind PSTART" (boundaryPage).
+    if (bnry < pstart - 1 || bnry >= pstop) return `BNRY 0x${hex(bnry)} is outside the ring 0x${hex(pstart)}-0x${hex(pstop - 1)} (or PSTART − 1)`;
     return null;
   }
 
@@ -786,6 +891,16 @@ export class Ne2000 implements NicDevice {
     // in edge mode, latches the rising edge.
     if (this.pci) this.pci.setIntx(high);
     else if (this.irq !== undefined) this.ctx.pic.setIrq(this.irq, high);
+  }
+
+  /** The DP8390/RTL8029 name of port `off` on the current page (read and write names differ on page 0). */
+  private regName(off: number, dir: 'read' | 'write'): string {
+    if (off === 0) return 'CR';
+    if (off >= NE_DATAPORT && off < 0x18) return 'DATAPORT';
+    if (off >= 0x18) return 'RESET';
+    const page = (this.cr & CR_PS_MASK) >> 6;
+    const table = page === 0 ? (dir === 'read' ? NE_P0_READ : NE_P0_WRITE) : page === 1 ? NE_P1 : page === 3 ? NE_P3 : undefined;
+    return `${table?.[off] ?? `0x${off.toString(16).padStart(2, '0')}`}(p${page})`;
   }
 
   private fail(message: string): void {

@@ -1,3 +1,5 @@
+import type { DebugLog } from '../../net/debug.js';
+import type { TimerHandle } from '../../net/clock.js';
 import type { FramePort } from '../../net/frame-port.js';
 import { MAX_FRAME, MIN_FRAME } from '../../net/frame-port.js';
 import { internetChecksum } from '../../net/wire/checksum.js';
@@ -7,17 +9,24 @@ import type { AccessSize } from '../vmm/io-bus.js';
 import { PciFunction } from '../vmm/pci.js';
 import { finishTcpv4Checksums, segmentTcpv4, tcpv4Layout } from './tcp-gso.js';
 import { SplitVirtqueue, isVirtqError, type Chain, type VirtqError } from './virtqueue.js';
+import { RxFilter, runCtrlCommand } from './virtio-net/ctrl.js';
 
 /**
  * virtio-net over the legacy virtio-pci transport (virtio 1.x §4.1.4.8 "Legacy Interfaces: A Note
  * on PCI Device Layout", §5.1 "Network Device"): PCI 1af4:1000, subsystem id 1 (network), one I/O
  * BAR with the legacy register block, INTx only (no MSI-X, so device config starts at 0x14).
- * Queues: 0 receive, 1 transmit; no control queue is offered.
+ * Queues: 0 receive, 1 transmit, 2 control (CTRL_VQ, as QEMU offers it).
  *
- * Receive filtering: without VIRTIO_NET_F_CTRL_RX a legacy driver has no way to program a filter,
- * and Linux's virtio_net treats such a device as already doing the right thing. We deliver what a
- * NIC in its default mode would: frames to our own MAC (the one in config space, which a legacy
- * driver may rewrite), broadcast, and every multicast. Other unicast frames are ignored and counted.
+ * Receive filtering (virtio-net/ctrl.ts): until the driver programs it through the control queue
+ * (CTRL_RX: promiscuous, all-multicast, the MAC tables; CTRL_RX_EXTRA; CTRL_MAC_ADDR) we deliver
+ * what a NIC in its default mode would: frames to our own MAC (the one in config space, which a
+ * legacy driver may rewrite), broadcast, and every multicast. Other frames are ignored and counted.
+ *
+ * Bounds (issue 10): one notify sends at most TX_CHAINS_PER_RUN chains or TX_FRAMES_PER_RUN wire
+ * frames, the rest goes from a zero-delay clock timer, so the lab's other work runs in between; a
+ * TSO packet whose gso_size is under TSO_MIN_GSO_SIZE or does not fit the MTU with its headers, and
+ * a plain frame over ETH_MAX_FRAME, are dropped and counted; a received frame the driver's buffers
+ * could never hold is dropped, never held.
  */
 export const VIRTIO_PCI_HOST_FEATURES = 0x00;
 export const VIRTIO_PCI_GUEST_FEATURES = 0x04;
@@ -55,6 +64,9 @@ export const VIRTIO_NET_F_HOST_TSO4 = 11;
 export const VIRTIO_NET_F_MRG_RXBUF = 15;
 export const VIRTIO_NET_F_STATUS = 16;
 export const VIRTIO_NET_F_CTRL_VQ = 17;
+export const VIRTIO_NET_F_CTRL_RX = 18;
+export const VIRTIO_NET_F_CTRL_RX_EXTRA = 20;
+export const VIRTIO_NET_F_CTRL_MAC_ADDR = 23;
 export const VIRTIO_RING_F_INDIRECT_DESC = 28;
 export const VIRTIO_RING_F_EVENT_IDX = 29;
 
@@ -70,8 +82,29 @@ export const VIRTIO_NET_HDR_MRG_LEN = 12;
 
 export const VIRTIO_NET_RX_QUEUE = 0;
 export const VIRTIO_NET_TX_QUEUE = 1;
-/** Queue size offered for both queues (Linux and QEMU's legacy default). */
+export const VIRTIO_NET_CTRL_QUEUE = 2;
+/** Queue size offered for the receive and transmit queues (Linux and QEMU's legacy default). */
 export const VIRTIO_NET_QUEUE_SIZE = 256;
+/** The control queue's size: QEMU's (commands are few and answered at once). */
+export const VIRTIO_NET_CTRL_QUEUE_SIZE = 64;
+
+/**
+ * Work one transmit run may do before yielding to the clock: QEMU's tx_burst (256 chains), and at
+ * most this many frames on the wire, so that segmenting TSO packets cannot keep the lab busy for
+ * long (one notify over 256 TSO chains is otherwise up to 256 × 1366 segments). 512 stays under
+ * the in-memory link's 1024-frame queue, which drains between runs.
+ */
+export const TX_CHAINS_PER_RUN = 256;
+export const TX_FRAMES_PER_RUN = 512;
+/**
+ * The smallest gso_size a TSO packet may carry: Linux's TCP_MIN_SND_MSS (48). No Linux TCP sends
+ * smaller segments, and it bounds one 64 KiB packet to 1366 segments (gso_size 1 made it 65 K).
+ * Linux's virtio_net_hdr_to_skb itself refuses only 0; the upper bound is the MTU: headers plus
+ * gso_size must fit a 1514-byte frame, or the "segments" would not fit the wire either.
+ */
+export const TSO_MIN_GSO_SIZE = 48;
+/** Largest command the control queue reads (a MAC table of ~2700 entries); larger is answered ERR. */
+export const CTRL_MAX_COMMAND = 16 * 1024;
 
 const bit = (n: number): number => (1 << n) >>> 0;
 
@@ -83,6 +116,10 @@ export const VIRTIO_NET_HOST_FEATURES =
     bit(VIRTIO_NET_F_MAC) |
     bit(VIRTIO_NET_F_MRG_RXBUF) |
     bit(VIRTIO_NET_F_STATUS) |
+    bit(VIRTIO_NET_F_CTRL_VQ) |
+    bit(VIRTIO_NET_F_CTRL_RX) |
+    bit(VIRTIO_NET_F_CTRL_RX_EXTRA) |
+    bit(VIRTIO_NET_F_CTRL_MAC_ADDR) |
     bit(VIRTIO_RING_F_INDIRECT_DESC) |
     bit(VIRTIO_RING_F_EVENT_IDX)) >>>
   0;
@@ -108,16 +145,27 @@ export class VirtioNet implements NicDevice {
   /** A frame was answered `'busy'` for want of receive buffers: the port waits for ready(). */
   private rxWaiting = false;
   private readonly queues: SplitVirtqueue[];
+  private filter = new RxFilter();
+  /** A transmit run that used up its budget continues from this timer. */
+  private txResume: TimerHandle | null = null;
   private guestFeatures = 0;
   private queueSel = 0;
   private status = 0;
   private isr = 0;
   /** struct virtio_net_config: the MAC (a legacy driver may rewrite it) and link status. */
   private readonly config = new Uint8Array(8);
+  /** `--debug virtio-net`: legacy header registers by name, device status, drops with their counter. */
+  private readonly dbg: DebugLog;
   private readonly stats = {
     txFrames: 0,
     txBytes: 0,
     txErrors: 0,
+    /** Plain (non-GSO) frames longer than Ethernet allows: dropped, as a NIC refuses them. */
+    txDropOversize: 0,
+    /** TSO packets with a gso_size below TSO_MIN_GSO_SIZE or beyond the MTU: dropped. */
+    txDropGsoSize: 0,
+    /** Transmit runs that stopped at their budget and went on from the clock. */
+    txDeferred: 0,
     txChecksumsFilled: 0,
     rxFrames: 0,
     rxBytes: 0,
@@ -132,6 +180,9 @@ export class VirtioNet implements NicDevice {
     txGsoSegments: 0,
     rxDropNotReady: 0,
     rxDropTooBig: 0,
+    rxDropRunt: 0,
+    ctrlCommands: 0,
+    ctrlErrors: 0,
     rxDropFiltered: 0,
     rxBuffersMerged: 0,
     notifies: 0,
@@ -145,13 +196,32 @@ export class VirtioNet implements NicDevice {
     readonly id: string,
     readonly mac: Uint8Array,
   ) {
+    this.dbg = ctx.log.child('virtio-net');
     this.pci = new PciFunction(
       id,
       // Subsystem id 1 = network card (§4.1.2.1: legacy devices name their type there).
       { vendorId: 0x1af4, deviceId: 0x1000, classCode: 0x020000, revision: 0, subsystemVendorId: 0x1af4, subsystemId: 1, interruptPin: 1 },
-      [{ kind: 'io', size: BAR_SIZE, handler: { read: (o, s) => this.read(o, s), write: (o, s, v) => this.write(o, s, v) } }],
+      [{
+        kind: 'io',
+        size: BAR_SIZE,
+        handler: {
+          read: (o, s) => {
+            const v = this.read(o, s);
+            if (this.dbg.on) this.dbg.debug(`read ${virtioRegName(o)}/${s} = 0x${v.toString(16)}${o === VIRTIO_PCI_QUEUE_NUM || o === VIRTIO_PCI_QUEUE_PFN ? ` (queue ${this.queueSel})` : ''}`);
+            return v;
+          },
+          write: (o, s, v) => {
+            if (this.dbg.on) this.dbg.debug(`write ${virtioRegName(o)}/${s} ← 0x${(v >>> 0).toString(16)}${o === VIRTIO_PCI_QUEUE_PFN ? ` (queue ${this.queueSel})` : ''}`);
+            this.write(o, s, v);
+          },
+        },
+      }],
     );
-    this.queues = [new SplitVirtqueue(ctx.memory, 0, VIRTIO_NET_QUEUE_SIZE), new SplitVirtqueue(ctx.memory, 1, VIRTIO_NET_QUEUE_SIZE)];
+    this.queues = [
+      new SplitVirtqueue(ctx.memory, VIRTIO_NET_RX_QUEUE, VIRTIO_NET_QUEUE_SIZE),
+      new SplitVirtqueue(ctx.memory, VIRTIO_NET_TX_QUEUE, VIRTIO_NET_QUEUE_SIZE),
+      new SplitVirtqueue(ctx.memory, VIRTIO_NET_CTRL_QUEUE, VIRTIO_NET_CTRL_QUEUE_SIZE),
+    ];
     this.config.set(mac, 0);
     this.config[6] = VIRTIO_NET_S_LINK_UP;
   }
@@ -166,13 +236,22 @@ export class VirtioNet implements NicDevice {
 
   attach(port: FramePort): void {
     this.port = port;
-    port.setReceiver((frame) => this.receive(frame));
+    port.setReceiver((frame) => {
+      // A throw in delivery is a model bug: it stops this device, not the lab (issue 10).
+      try {
+        return this.receive(frame);
+      } catch (e) {
+        this.fail(`receive: ${e instanceof Error ? e.message : String(e)}`);
+        return false;
+      }
+    });
     // Cabled after the driver came up: the new far end learns what the guest takes.
     port.offerGso?.(this.driverOk && this.guestTakesGso);
   }
 
   stop(): void {
     this.state = 'stopped';
+    this.cancelTxResume();
     this.port?.offerGso?.(false);
     this.port?.setReceiver(null);
     this.pci.setIntx(false);
@@ -205,6 +284,10 @@ export class VirtioNet implements NicDevice {
       q.indirectEnabled = false;
       q.eventIdxEnabled = false;
     }
+    this.cancelTxResume();
+    // The filter and the MAC return to their power-on state, as QEMU's virtio_net_reset does.
+    this.filter = new RxFilter();
+    this.config.set(this.mac, 0);
     this.guestFeatures = 0;
     this.queueSel = 0;
     this.status = 0;
@@ -318,6 +401,16 @@ export class VirtioNet implements NicDevice {
       this.fail(`driver accepted features 0x${(unknown >>> 0).toString(16)} the device did not offer`);
       return;
     }
+    // §5.1.3.1: the control-queue features need the control queue.
+    const needsCtrlVq = bit(VIRTIO_NET_F_CTRL_RX) | bit(VIRTIO_NET_F_CTRL_RX_EXTRA) | bit(VIRTIO_NET_F_CTRL_MAC_ADDR);
+    if (features & needsCtrlVq && !(features & bit(VIRTIO_NET_F_CTRL_VQ))) {
+      this.fail(`driver accepted control-queue features 0x${((features & needsCtrlVq) >>> 0).toString(16)} without VIRTIO_NET_F_CTRL_VQ`);
+      return;
+    }
+    if (features & bit(VIRTIO_NET_F_CTRL_RX_EXTRA) && !(features & bit(VIRTIO_NET_F_CTRL_RX))) {
+      this.fail('driver accepted VIRTIO_NET_F_CTRL_RX_EXTRA without VIRTIO_NET_F_CTRL_RX');
+      return;
+    }
     this.guestFeatures = features;
     for (const q of this.queues) {
       q.indirectEnabled = this.has(VIRTIO_RING_F_INDIRECT_DESC);
@@ -351,7 +444,13 @@ export class VirtioNet implements NicDevice {
   private notify(queue: number): void {
     this.stats.notifies++;
     if (queue === VIRTIO_NET_TX_QUEUE) {
-      if (this.driverOk) this.processTx();
+      // A run already waiting on the clock will see these chains too; until then the guest's kicks
+      // change nothing (and it was told not to send them).
+      if (this.driverOk && !this.txResume) this.processTx();
+      return;
+    }
+    if (queue === VIRTIO_NET_CTRL_QUEUE) {
+      if (this.driverOk) this.processCtrl();
       return;
     }
     if (queue === VIRTIO_NET_RX_QUEUE) {
@@ -370,18 +469,49 @@ export class VirtioNet implements NicDevice {
     this.fail(`notify for queue ${queue}, which does not exist`);
   }
 
-  /** Send every chain the driver made available on the transmit queue (§5.1.6.2). */
+  /**
+   * Send the chains the driver made available on the transmit queue (§5.1.6.2), at most one
+   * run's budget of them; the rest go from the clock, with the driver's kicks turned off meanwhile.
+   * With EVENT_IDX, finishing a run writes avail_event (the driver kicks only when its avail index
+   * passes it, vring_need_event): a device that never writes it gets one kick and then silence.
+   */
   private processTx(): void {
     const q = this.queues[VIRTIO_NET_TX_QUEUE]!;
     if (!q.ready || !this.pci.busMaster) return;
+    let chains = 0;
+    let frames = 0;
     let sent = 0;
-    // Bounded by the ring: a driver adding buffers as fast as we consume cannot keep us here.
-    for (let budget = 0; budget < q.size; budget++) {
+    for (;;) {
+      if (chains >= TX_CHAINS_PER_RUN || frames >= TX_FRAMES_PER_RUN) {
+        const more = q.pending();
+        if (isVirtqError(more)) return this.fail(more.message);
+        if (more > 0) {
+          this.stats.txDeferred++;
+          const r = q.setNotify(false);
+          if (isVirtqError(r)) return this.fail(r.message);
+          this.txResume = this.ctx.clock.setTimer(0, () => this.guarded('transmit timer', () => {
+            this.txResume = null;
+            if (this.state === 'running' && this.driverOk) this.processTx();
+          }));
+          break;
+        }
+      }
       const chain = q.pop();
-      if (chain === null) break;
+      if (chain === null) {
+        // Caught up: ask for a kick at the driver's next buffer, then look once more, since the
+        // driver may have added one before it could see the new avail_event.
+        const r = q.setNotify(true);
+        if (isVirtqError(r)) return this.fail(r.message);
+        const more = q.pending();
+        if (isVirtqError(more)) return this.fail(more.message);
+        if (more === 0) break;
+        continue;
+      }
       if (isVirtqError(chain)) return this.fail(chain.message);
-      const err = this.transmitChain(q, chain);
-      if (err) return this.fail(err.message);
+      chains++;
+      const out = this.transmitChain(q, chain);
+      if (isVirtqError(out)) return this.fail(out.message);
+      frames += out;
       // Transmit buffers are only read: the used length is 0 (§2.7.8).
       const r = q.push(chain.head, 0);
       if (isVirtqError(r)) return this.fail(r.message);
@@ -390,29 +520,102 @@ export class VirtioNet implements NicDevice {
     if (sent > 0) this.completed(q);
   }
 
-  /** One packet: header, then the frame; a malformed packet is dropped and counted, as NICs do. */
-  private transmitChain(q: SplitVirtqueue, chain: Chain): VirtqError | null {
+  private cancelTxResume(): void {
+    this.txResume?.cancel();
+    this.txResume = null;
+  }
+
+  /**
+   * Run `fn`, turning any throw into a fail-stop of this device: a device's timer or callback must
+   * never end the lab (issue 10). Guest errors are values here; a throw is a model bug.
+   */
+  private guarded(what: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      this.fail(`${what}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+
+  /**
+   * The control queue (§5.1.6.5): each chain is class, command and data (device-readable), then an
+   * ack byte (device-writable). A chain without room for those is a broken driver and fail-stops
+   * the device (QEMU's virtio_error "missing headers"); a command that does not parse, is unknown,
+   * or needs a feature not negotiated is answered VIRTIO_NET_ERR.
+   */
+  private processCtrl(): void {
+    const q = this.queues[VIRTIO_NET_CTRL_QUEUE]!;
+    if (!q.ready || !this.pci.busMaster) return;
+    let done = 0;
+    // Bounded by the ring; a driver adding commands as fast as we answer cannot keep us here.
+    for (let budget = 0; budget < q.size; budget++) {
+      const chain = q.pop();
+      if (chain === null) break;
+      if (isVirtqError(chain)) return this.fail(chain.message);
+      if (chain.readableLength < 2 || chain.writableLength < 1) {
+        return this.fail(`control queue: command chain (head ${chain.head}) has ${chain.readableLength} readable and ${chain.writableLength} writable bytes; it needs a 2-byte header and an ack byte`);
+      }
+      let ack = 1; // VIRTIO_NET_ERR
+      if (chain.readableLength <= CTRL_MAX_COMMAND) {
+        const cmd = q.gather(chain);
+        if (isVirtqError(cmd)) return this.fail(cmd.message);
+        ack = runCtrlCommand(
+          this.filter,
+          cmd,
+          { rx: this.has(VIRTIO_NET_F_CTRL_RX), rxExtra: this.has(VIRTIO_NET_F_CTRL_RX_EXTRA), macAddr: this.has(VIRTIO_NET_F_CTRL_MAC_ADDR) },
+          (mac) => this.config.set(mac, 0),
+        );
+      }
+      this.stats.ctrlCommands++;
+      if (ack !== 0) this.stats.ctrlErrors++;
+      const w = q.scatter(chain, new Uint8Array([ack]));
+      if (isVirtqError(w)) return this.fail(w.message);
+      const r = q.push(chain.head, 1);
+      if (isVirtqError(r)) return this.fail(r.message);
+      done++;
+    }
+    // EVENT_IDX: the next command must be kicked too (Linux busy-waits on the answer).
+    const n = q.setNotify(true);
+    if (isVirtqError(n)) return this.fail(n.message);
+    if (done > 0) this.completed(q);
+  }
+
+  /**
+   * One packet: header, then the frame; a malformed packet is dropped and counted, as NICs do.
+   * Returns how many frames went to the wire.
+   */
+  private transmitChain(q: SplitVirtqueue, chain: Chain): number | VirtqError {
     const hdrLen = this.hdrLen;
     if (chain.readableLength < hdrLen + MIN_FRAME || chain.readableLength > hdrLen + MAX_FRAME) {
       this.stats.txErrors++;
-      return null;
+      return 0;
+    }
+    const head = q.gather(chain, hdrLen);
+    if (isVirtqError(head)) return head;
+    const hv = new DataView(head.buffer, head.byteOffset, hdrLen);
+    const flags = hv.getUint8(0);
+    const gsoType = hv.getUint8(1);
+    const gsoSize = hv.getUint16(4, true);
+    const csumStart = hv.getUint16(6, true);
+    const csumOffset = hv.getUint16(8, true);
+    if (gsoType === VIRTIO_NET_HDR_GSO_NONE && chain.readableLength - hdrLen > ETH_MAX_FRAME) {
+      // A plain frame longer than Ethernet carries: a NIC refuses it (virtio allows 64 KiB chains,
+      // and such a frame would otherwise travel the switch to a neighbour that cannot take it).
+      this.stats.txDropOversize++;
+      if (this.dbg.on) this.dbg.debug(`drop (txDropOversize)`);
+      return 0;
     }
     const bytes = q.gather(chain);
     if (isVirtqError(bytes)) return bytes;
     this.ctx.telemetry.record('dma', this.id);
-    const hv = new DataView(bytes.buffer, bytes.byteOffset, hdrLen);
-    const flags = hv.getUint8(0);
-    const gsoType = hv.getUint8(1);
-    const csumStart = hv.getUint16(6, true);
-    const csumOffset = hv.getUint16(8, true);
     const frame = bytes.subarray(hdrLen);
-    if (gsoType !== VIRTIO_NET_HDR_GSO_NONE) return this.transmitGso(frame, gsoType, hv.getUint16(4, true));
+    if (gsoType !== VIRTIO_NET_HDR_GSO_NONE) return this.transmitGso(frame, gsoType, gsoSize);
     if (flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
       // §5.1.6.2: checksum bytes csum_start..end and store it at csum_start + csum_offset. The
       // driver has already put the pseudo-header sum in that field, so a plain sum finishes it.
       if (!this.has(VIRTIO_NET_F_CSUM) || csumStart + csumOffset + 2 > frame.length) {
         this.stats.txErrors++;
-        return null;
+        return 0;
       }
       const at = csumStart + csumOffset;
       const sum = internetChecksum(frame.subarray(csumStart));
@@ -426,20 +629,27 @@ export class VirtioNet implements NicDevice {
     this.stats.txBytes += frame.length;
     // The port counts its own drops; to the device the frame has left either way.
     this.port?.send(frame);
-    return null;
+    return 1;
   }
 
   /**
    * A TSO packet (§5.1.6.2, HOST_TSO4): one TCP/IPv4 packet of up to 64 KiB with the segment size
    * in gso_size. A far end that takes GSO frames gets it whole; anything else gets it cut into
    * segments that fit the wire, each with its checksums, as a NIC's TSO engine sends them.
+   * Returns how many frames went to the wire.
    */
-  private transmitGso(frame: Uint8Array, gsoType: number, gsoSize: number): null {
+  private transmitGso(frame: Uint8Array, gsoType: number, gsoSize: number): number {
     const layout = gsoType === VIRTIO_NET_HDR_GSO_TCPV4 && this.has(VIRTIO_NET_F_HOST_TSO4) ? tcpv4Layout(frame) : null;
-    if (!layout || gsoSize === 0 || gsoSize > ETH_MAX_FRAME) {
-      // Not negotiated, not TCP/IPv4, or no usable segment size: malformed, dropped and counted.
+    if (!layout) {
+      // Not negotiated, not TCP/IPv4: malformed, dropped and counted.
       this.stats.txErrors++;
-      return null;
+      return 0;
+    }
+    if (gsoSize < TSO_MIN_GSO_SIZE || layout.hdrLen + gsoSize > ETH_MAX_UNTAGGED) {
+      // See TSO_MIN_GSO_SIZE: segments that are tiny (an amplifier) or would not fit the wire.
+      this.stats.txDropGsoSize++;
+      if (this.dbg.on) this.dbg.debug(`drop (txDropGsoSize)`);
+      return 0;
     }
     // `frame` is already our copy (gathered out of guest memory), so it can leave as it is.
     if (this.port?.gso) {
@@ -449,21 +659,20 @@ export class VirtioNet implements NicDevice {
       this.stats.txBytes += whole.length;
       this.stats.txGsoWhole++;
       this.port.send(whole);
-      return null;
+      return 1;
     }
-    for (const piece of segmentTcpv4(frame, layout, gsoSize)) {
+    const pieces = segmentTcpv4(frame, layout, gsoSize);
+    for (const piece of pieces) {
       this.stats.txFrames++;
       this.stats.txBytes += piece.length;
       this.stats.txGsoSegments++;
       this.port?.send(piece);
     }
-    return null;
+    return pieces.length;
   }
 
   private accepts(frame: Uint8Array): boolean {
-    if (frame[0]! & 1) return true; // broadcast and multicast
-    for (let i = 0; i < 6; i++) if (frame[i] !== this.config[i]) return false;
-    return true;
+    return this.filter.accepts(frame, this.config.subarray(0, 6));
   }
 
   /** A frame from the wire into the guest's receive buffers (§5.1.6.3, §5.1.6.4). */
@@ -472,12 +681,19 @@ export class VirtioNet implements NicDevice {
     const q = this.queues[VIRTIO_NET_RX_QUEUE]!;
     if (!this.driverOk || !q.ready || !this.pci.busMaster) {
       this.stats.rxDropNotReady++;
+      if (this.dbg.on) this.dbg.debug(`drop (rxDropNotReady)`);
       return false;
     }
-    if (frame.length < MIN_FRAME) return false;
+    if (frame.length < MIN_FRAME) {
+      // A runt without even an Ethernet header: nothing a NIC passes up.
+      this.stats.rxDropRunt++;
+      if (this.dbg.on) this.dbg.debug(`drop (rxDropRunt)`);
+      return false;
+    }
     if (!this.accepts(frame)) {
       // Not for us: ignored, as a NIC ignores it; not a drop on the link.
       this.stats.rxDropFiltered++;
+      if (this.dbg.on) this.dbg.debug(`drop (rxDropFiltered)`);
       return true;
     }
     const hdrLen = this.hdrLen;
@@ -492,6 +708,7 @@ export class VirtioNet implements NicDevice {
       const layout = this.guestTakesGso ? tcpv4Layout(frame) : null;
       if (!layout) {
         this.stats.rxDropTooBig++;
+        if (this.dbg.on) this.dbg.debug(`drop (rxDropTooBig)`);
         return false;
       }
       // §5.1.6.4: gso_type TCPV4, hdr_len the headers' length, gso_size the segment size the
@@ -508,6 +725,7 @@ export class VirtioNet implements NicDevice {
     }
     const total = hdrLen + frame.length;
     const chains: { chain: Chain; len: number }[] = [];
+    let largest = 0;
     let off = 0;
     while (off < total) {
       const chain = q.pop();
@@ -519,6 +737,14 @@ export class VirtioNet implements NicDevice {
         // Out of buffers: give back what we took. A port that holds keeps the frame until the
         // driver posts buffers (QEMU's can_receive); ask for that kick, which we otherwise suppress.
         q.unpop(chains.length);
+        if (chains.length >= q.size || (largest > 0 && total > q.size * largest)) {
+          // Even a full ring of buffers like these could not hold it: holding it would wedge the
+          // link for good (every frame behind it waits). Refused and counted, as a giant.
+          this.stats.rxDropTooBig++;
+          if (this.dbg.on) this.dbg.debug(`drop (rxDropTooBig)`);
+          this.refreshRxNotify();
+          return false;
+        }
         if (this.port?.holds) {
           const r = q.setNotify(true);
           if (isVirtqError(r)) {
@@ -530,6 +756,7 @@ export class VirtioNet implements NicDevice {
           return 'busy';
         }
         this.stats.rxDropNoBuffer++;
+        if (this.dbg.on) this.dbg.debug(`drop (rxDropNoBuffer)`);
         return false;
       }
       const room = chain.writableLength;
@@ -538,12 +765,14 @@ export class VirtioNet implements NicDevice {
         // leave the buffer posted for a smaller one.
         q.unpop(chains.length + 1);
         this.stats.rxDropTooBig++;
+        if (this.dbg.on) this.dbg.debug(`drop (rxDropTooBig)`);
         return false;
       }
       if (room === 0) {
         this.fail(`receive buffer (head ${chain.head}) has no device-writable space`);
         return false;
       }
+      largest = Math.max(largest, room);
       const len = Math.min(room, total - off);
       chains.push({ chain, len });
       off += len;
@@ -578,8 +807,19 @@ export class VirtioNet implements NicDevice {
     this.ctx.telemetry.record('dma', this.id);
     this.stats.rxFrames++;
     this.stats.rxBytes += frame.length;
+    this.refreshRxNotify();
     this.completed(q);
     return this.state === 'running';
+  }
+
+  /**
+   * With EVENT_IDX, "no kicks" is an avail_event just behind the device (setNotify): it has to
+   * follow the device as it takes buffers, or the driver's index comes round to it every 65536.
+   */
+  private refreshRxNotify(): void {
+    if (this.rxWaiting || !this.has(VIRTIO_RING_F_EVENT_IDX)) return;
+    const r = this.queues[VIRTIO_NET_RX_QUEUE]!.setNotify(false);
+    if (isVirtqError(r)) this.fail(r.message);
   }
 
   /** Publish used entries and interrupt unless the driver asked us not to (§2.7.10). */
@@ -622,4 +862,19 @@ export function createVirtioNet(ctx: DeviceContext, cfg: DeviceConfig): VirtioNe
 
 /** Largest frame Ethernet carries: 1500-byte payload with an 802.1Q tag, no FCS. */
 const ETH_MAX_FRAME = 1518;
+/** The same without a tag: what one TSO segment (untagged TCP/IPv4, tcpv4Layout) may fill. */
+const ETH_MAX_UNTAGGED = 1514;
 
+/** The legacy virtio-pci header's register names (virtio 1.0 §4.1.4.8), then the net config space. */
+function virtioRegName(off: number): string {
+  const names: Record<number, string> = {
+    [VIRTIO_PCI_HOST_FEATURES]: 'HOST_FEATURES', [VIRTIO_PCI_GUEST_FEATURES]: 'GUEST_FEATURES', [VIRTIO_PCI_QUEUE_PFN]: 'QUEUE_PFN',
+    [VIRTIO_PCI_QUEUE_NUM]: 'QUEUE_NUM', [VIRTIO_PCI_QUEUE_SEL]: 'QUEUE_SEL', [VIRTIO_PCI_QUEUE_NOTIFY]: 'QUEUE_NOTIFY',
+    [VIRTIO_PCI_STATUS]: 'STATUS', [VIRTIO_PCI_ISR]: 'ISR',
+  };
+  const n = names[off];
+  if (n) return n;
+  if (off >= VIRTIO_PCI_CONFIG && off < VIRTIO_PCI_CONFIG + 6) return `config.mac[${off - VIRTIO_PCI_CONFIG}]`;
+  if (off >= VIRTIO_PCI_CONFIG + 6 && off < VIRTIO_PCI_CONFIG + 8) return `config.status${off > VIRTIO_PCI_CONFIG + 6 ? '+1' : ''}`;
+  return `0x${off.toString(16).padStart(2, '0')}`;
+}

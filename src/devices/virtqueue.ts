@@ -350,18 +350,35 @@ export class SplitVirtqueue {
     return (flags & VIRTQ_AVAIL_F_NO_INTERRUPT) === 0;
   }
 
+  /** The driver's avail.idx as it stands in the ring now (0 with no ring). */
+  availIndex(): number | VirtqError {
+    const l = this.layout;
+    if (!l) return 0;
+    return this.u16(l.avail + 2);
+  }
+
   /**
    * Tell the driver whether to notify us when it adds buffers: VRING_USED_F_NO_NOTIFY, or with
-   * EVENT_IDX avail_event = the next index we will look at (§2.7.10).
+   * EVENT_IDX the avail_event word (§2.7.10). With EVENT_IDX the driver kicks only when the entry at
+   * avail_event gets added (vring_need_event), so "wanted" names the driver's avail.idx as it
+   * stands now, as QEMU does, not the device's own position: chains the device took back with
+   * unpop() are already in the ring and will never be "added" again. "Not wanted" names the entry
+   * just behind the device, which the driver has already passed, so no kick comes until the next
+   * call; it must be refreshed as the device moves on (see the callers) or the 16-bit index comes
+   * round to it every 65536 entries.
    */
   setNotify(wanted: boolean): true | VirtqError {
     const l = this.layout;
     if (!l) return true;
     if (this.eventIdxEnabled) {
       // With EVENT_IDX the flags field is not used for suppression; avail_event is.
-      const w = this.putU16(l.used + 4 + 8 * this.size, wanted ? this.lastAvail : (this.lastAvail - 1) & 0xffff);
-      if (isVirtqError(w)) return w;
-      return true;
+      let at = (this.lastAvail - 1) & 0xffff;
+      if (wanted) {
+        const idx = this.availIndex();
+        if (isVirtqError(idx)) return idx;
+        at = idx;
+      }
+      return this.putU16(l.used + 4 + 8 * this.size, at);
     }
     return this.putU16(l.used, wanted ? 0 : VIRTQ_USED_F_NO_NOTIFY);
   }

@@ -1,3 +1,4 @@
+import { NO_DEBUG, type DebugLog } from '../../net/debug.js';
 import type { KernelConfig, AppConfig } from '../config/types.js';
 import type { GuestHardware } from './hardware.js';
 import { GuestPic, IRQ_VECTOR_BASE } from './pic.js';
@@ -62,6 +63,11 @@ export class GuestKernel {
   registerNetDevice(port: NetDriverPort): string {
     this.netDevices.push(port);
     return `eth${this.netDevices.length - 1}`;
+  }
+
+  /** The debug sink of one driver or protocol (`8139too`, `tcp`): the hardware's, or off. */
+  debug(component: string): DebugLog {
+    return this.hw.debugLog?.(component) ?? NO_DEBUG;
   }
 
   /** printk: to the serial console (and kept, so a run can show the boot log without one). */

@@ -1,3 +1,4 @@
+import { NO_DEBUG, type DebugLog } from '../../net/debug.js';
 import { emptyStats, type FramePort, type FramePortStats, type FrameReceiver } from '../../net/frame-port.js';
 
 /**
@@ -13,6 +14,9 @@ export abstract class NetDriverPort implements FramePort {
   abstract readonly mac: Uint8Array;
   abstract linkUp(): boolean;
 
+  /** `--debug <driver>` (8139too, ne2k-pci, virtio_net): set by the driver's attach, before it starts the chip. */
+  dbg: DebugLog = NO_DEBUG;
+
   constructor(readonly name: string) {}
 
   /** Whether the stack may send TCP segments beyond the MTU (a driver with TSO says yes). */
@@ -26,8 +30,10 @@ export abstract class NetDriverPort implements FramePort {
   send(frame: Uint8Array): boolean {
     if (!this.transmit(frame)) {
       this.stats.txDrops++;
+      if (this.dbg.on) this.dbg.debug(`${this.name}: tx drop (ring full), ${frame.length} bytes`);
       return false;
     }
+    if (this.dbg.on) this.dbg.debug(`${this.name}: tx ${frame.length} bytes`);
     this.stats.txFrames++;
     this.stats.txBytes += frame.length;
     return true;
@@ -41,6 +47,10 @@ export abstract class NetDriverPort implements FramePort {
   protected deliver(frame: Uint8Array): void {
     this.stats.rxFrames++;
     this.stats.rxBytes += frame.length;
-    if (!this.receiver || this.receiver(frame) === false) this.stats.rxDrops++;
+    if (this.dbg.on) this.dbg.debug(`${this.name}: rx ${frame.length} bytes`);
+    if (!this.receiver || this.receiver(frame) === false) {
+      this.stats.rxDrops++;
+      if (this.dbg.on) this.dbg.debug(`${this.name}: rx drop (${this.receiver ? 'stack refused the frame' : 'no stack attached'})`);
+    }
   }
 }

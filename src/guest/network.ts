@@ -1,5 +1,6 @@
 import { formatIpv4, formatMac, parseIpv4, type Ipv4Addr } from '../../net/addr.js';
-import { Stack } from '../../net/stack.js';
+import { netDebug } from '../../net/debug.js';
+import { Stack, type PingResult } from '../../net/stack.js';
 import type { Netif } from '../../net/netif.js';
 import type { TcpConnection } from '../../net/tcp/connection.js';
 import type { FramePort } from '../../net/frame-port.js';
@@ -8,6 +9,7 @@ import { httpService, type HttpCounters } from './apps/http.js';
 import { chargenService, discardService, echoService, type DiscardCounters } from './apps/simple-services.js';
 import { Shell, telnetShellService, type ShellContext } from './shell.js';
 import type { GuestKernel } from './kernel.js';
+import type { GuestHardware } from './hardware.js';
 import { DhcpClient, type DhcpLease } from '../../net/dhcp/client.js';
 
 /**
@@ -64,7 +66,8 @@ export function startGuestNetwork(kernel: GuestKernel, options: GuestNetworkOpti
   const dev = raw && options.wrapPort ? options.wrapPort(kernel.netDevices[0] ? nameOf(kernel, 0) : 'eth0', raw) : raw;
   if (!dev) return { error: 'no network device (no NIC driver bound)' };
   const clock = kernel.hw.clock;
-  const stack = new Stack({ clock, name: 'guest', random: options.random });
+  const debug = netDebug((c) => kernel.debug(c));
+  const stack = new Stack({ clock, name: 'guest', random: options.random, debug });
   const mac = (kernel.netDevices[0]?.mac ?? new Uint8Array(6));
   const netif = stack.addNetif(kernel.netDevices[0] ? nameOf(kernel, 0) : 'eth0', dev, mac);
   const kc = kernel.kernelConfig;
@@ -83,6 +86,7 @@ export function startGuestNetwork(kernel: GuestKernel, options: GuestNetworkOpti
       mac: netif.mac,
       hostname: kc.hostname ?? 'netlab',
       random: options.random ?? Math.random,
+      debug: debug.dhcp,
       send: (d) => void sock.send(d.payload, d.dst, 67, d.src),
       onBound: (lease: DhcpLease) => {
         const fresh = netif.addr !== lease.address;
@@ -103,7 +107,7 @@ export function startGuestNetwork(kernel: GuestKernel, options: GuestNetworkOpti
     dhcp = client;
   }
   const counters = { http: { requests: 0, bytesStreamed: 0 }, discard: { bytes: 0, connections: 0 } };
-  const shellContext = makeShellContext(stack, netif, counters);
+  const shellContext = makeShellContext(stack, netif, counters, kernel.hw.guard);
   const status = { statusText: () => [`netlab guest ${formatIpv4(netif.addr)}`, '', shellContext.ifconfig(), '', 'ARP:', shellContext.arp(), '', 'TCP:', shellContext.netstat(), '', shellContext.stats()].join('\n') };
   const handlers: Record<string, AppHandler> = {
     httpd: httpService(status, counters.http),
@@ -137,7 +141,7 @@ function nameOf(kernel: GuestKernel, i: number): string {
   return kernel.netDevices[i]!.name.startsWith('eth') ? kernel.netDevices[i]!.name : `eth${i}`;
 }
 
-function makeShellContext(stack: Stack, netif: Netif, counters: { http: HttpCounters; discard: DiscardCounters }): ShellContext {
+function makeShellContext(stack: Stack, netif: Netif, counters: { http: HttpCounters; discard: DiscardCounters }, guestGuard: GuestHardware['guard']): ShellContext {
   return {
     ifconfig: () => {
       const c = netif.counters;
@@ -163,7 +167,12 @@ function makeShellContext(stack: Stack, netif: Netif, counters: { http: HttpCoun
     netstat: () => {
       const lines = ['Proto Local                 Remote                State'];
       for (const l of stack.tcp.listening()) lines.push(`tcp   ${(formatIpv4(l.addr) + ':' + l.port).padEnd(21)} ${'*:*'.padEnd(21)} LISTEN`);
-      for (const c of stack.tcp.connections()) lines.push(`tcp   ${(formatIpv4(c.localAddr) + ':' + c.localPort).padEnd(21)} ${(formatIpv4(c.remoteAddr) + ':' + c.remotePort).padEnd(21)} ${c.state}`);
+      for (const c of stack.tcp.connections()) {
+        // The sender's state as `ss -ti` shows it: what limits a transfer over a lossy link.
+        const i = c.info();
+        const ss = i.ssthresh >= Number.MAX_SAFE_INTEGER ? '-' : i.ssthresh;
+        lines.push(`tcp   ${(formatIpv4(c.localAddr) + ':' + c.localPort).padEnd(21)} ${(formatIpv4(c.remoteAddr) + ':' + c.remotePort).padEnd(21)} ${c.state.padEnd(12)} cwnd ${i.cwnd} ssthresh ${ss} srtt ${i.srttMs?.toFixed(1) ?? '-'} rto ${i.rtoMs} unacked ${i.unacked} rtx ${i.retransmits}`);
+      }
       return lines.join('\n');
     },
     stats: () => {
@@ -197,7 +206,8 @@ function makeShellContext(stack: Stack, netif: Netif, counters: { http: HttpCoun
         }
         const s = ++seq;
         const started = stack.clock.now();
-        void stack.ping(dst as Ipv4Addr, s, 56, 1000).then((r) => {
+        // A promise continuation is guest code outside any interrupt: entered through the guard.
+        void stack.ping(dst as Ipv4Addr, s, 56, 1000).then(guestGuard('ping', (r: PingResult | null) => {
           if (r) {
             received++;
             rtts.push(r.rttMs);
@@ -205,7 +215,7 @@ function makeShellContext(stack: Stack, netif: Netif, counters: { http: HttpCoun
           } else line(`no reply from ${target}: icmp_seq=${s}`);
           const wait = Math.max(0, 1000 - (stack.clock.now() - started));
           stack.clock.setTimer(wait, next);
-        });
+        }));
       };
       next();
     },

@@ -2,18 +2,38 @@ import type { FramePort } from '../../net/frame-port.js';
 import type { Clock } from '../../net/clock.js';
 import type { ComponentLog } from '../log.js';
 import type { GuestMemory } from './memory.js';
-import type { IoBus } from './io-bus.js';
-import type { PicPair } from './pic.js';
+import type { IoHandler, RegisterResult } from './io-bus.js';
+import type { FailStopScope } from './fail-stop.js';
 import type { PciBus, PciAddress } from './pci.js';
 import type { Telemetry } from './telemetry.js';
 import type { DeviceConfig } from '../config/types.js';
 
-/** What a device model is given to reach the machine: nothing else. */
+/**
+ * Where a device claims port I/O and MMIO directly (ISA devices; PCI BARs go through the PciBus).
+ * The VMM core's IoBus implements it; so can an adapter onto another emulator's I/O space.
+ */
+export interface IoSpace {
+  registerPorts(owner: string, base: number, length: number, handler: IoHandler): RegisterResult;
+  unregisterPorts(owner: string, base: number): boolean;
+  registerMmio(owner: string, base: number, length: number, handler: IoHandler): RegisterResult;
+  unregisterMmio(owner: string, base: number): boolean;
+}
+
+/** Interrupt lines by number (ISA IRQ 0–15): the PicPair, or an adapter onto another emulator's. */
+export interface IrqController {
+  /** Drive IRQ `irq` high or low; a number the controller lacks is a RangeError (the caller's bug). */
+  setIrq(irq: number, high: boolean): void;
+}
+
+/**
+ * What a device model is given to reach the machine: nothing else. Every member is an interface,
+ * so the same model runs on the VMM core or on another emulator through one adapter (issue 12).
+ */
 export interface DeviceContext {
   readonly vmName: string;
   readonly memory: GuestMemory;
-  readonly io: IoBus;
-  readonly pic: PicPair;
+  readonly io: IoSpace;
+  readonly pic: IrqController;
   /** Undefined when the config has no PCI bus (ISA-only machine). */
   readonly pci: PciBus | undefined;
   readonly clock: Clock;
@@ -21,6 +41,12 @@ export interface DeviceContext {
   readonly log: ComponentLog;
   /** Fail-stop: report the fault; the VM stops this device and records why. */
   fail(deviceId: string, message: string): void;
+  /**
+   * This device's fail-stop scope (fail-stop.ts), for a callback the device hands to something
+   * that is not the machine. The VM already guards register accesses, the port a NIC is attached
+   * to, `clock` timers and `start`.
+   */
+  readonly scope: FailStopScope;
   /** Core 'PCI' class only: create the machine's PCI bus (the VM supplies this). */
   createPciBus?(id: string): PciBus | { error: string };
 }

@@ -1,17 +1,17 @@
 import type { IoBus } from './io-bus.js';
 import type { PicPair } from './pic.js';
-import { PCI_BAR0, PCI_BAR_IO, PCI_HEADER_TYPE, PCI_INTERRUPT_LINE } from './pci.js';
+import { PCI_BAR0, PCI_BAR_IO, PCI_HEADER_TYPE, PCI_INTERRUPT_LINE, pirqRoute } from './pci.js';
 
 /**
  * The firmware's part of boot (what SeaBIOS does before an OS runs): walk PCI configuration space
  * through 0xCF8/0xCFC like any guest, size every BAR, assign I/O ports from 0xC000 up and memory
- * from 0xE0000000 up (naturally aligned), and route INTA#–INTD# to PIC IRQs (PIIX style: PIRQA–D
- * → 10, 10, 11, 11 rotated by slot), marking them level-triggered. It leaves decode and bus
- * mastering off: enabling them is the OS driver's job (pci_enable_device).
+ * from 0xE0000000 up (naturally aligned), and tell the OS which PIC IRQ each INTx pin reaches
+ * (the chipset's PIRQ routing, `pirqRoute`) by writing it to the Interrupt Line register, marking
+ * those IRQs level-triggered. It leaves decode and bus mastering off: enabling them is the OS
+ * driver's job (pci_enable_device).
  */
 export const FIRMWARE_IO_BASE = 0xc000;
 export const FIRMWARE_MMIO_BASE = 0xe0000000;
-const PIRQ_TO_IRQ = [10, 10, 11, 11];
 
 export interface FirmwareAssignment {
   slot: number;
@@ -66,8 +66,8 @@ export function firmwarePciInit(io: IoBus, pic: PicPair): FirmwareAssignment[] {
     }
     const pinReg = read32(slot, PCI_INTERRUPT_LINE);
     const pin = (pinReg >>> 8) & 0xff;
-    if (pin >= 1 && pin <= 4) {
-      const irq = PIRQ_TO_IRQ[(slot + pin - 1) & 3]!;
+    const irq = pirqRoute(slot, pin);
+    if (irq !== null) {
       write32(slot, PCI_INTERRUPT_LINE, (pinReg & ~0xff) | irq);
       pic.setLevelTriggered(irq);
       a.irq = irq;

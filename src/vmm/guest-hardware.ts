@@ -1,5 +1,6 @@
 import type { GuestHardware } from '../guest/hardware.js';
 import type { Vm } from './vm.js';
+import { guard } from './fail-stop.js';
 
 /** The guest's view of a VM: the exits a real CPU would take, and nothing more. */
 export function guestHardwareOf(vm: Vm): GuestHardware {
@@ -18,6 +19,8 @@ export function guestHardwareOf(vm: Vm): GuestHardware {
     setInterruptHandler: (fn) => vm.cpu.setInterruptHandler(fn),
     sti: () => vm.cpu.sti(),
     cli: () => vm.cpu.cli(),
-    clock: vm.clock,
+    clock: vm.guestClock,
+    guard: (what, fn) => guard(vm.guestScope, what, fn, undefined),
+    debugLog: (component) => vm.log.child(component),
   };
 }

@@ -1,10 +1,13 @@
+import { NO_DEBUG, type DebugLog } from '../../net/debug.js';
 import type { Telemetry, ExitKind } from './telemetry.js';
 
 /**
  * The I/O bus: port I/O (0..0xFFFF) and MMIO hooks. Every guest access is an exit, counted by kind
  * and by device. Overlapping registrations are configuration errors (returned, not thrown).
  * A handler that throws is a device bug: the device owning it is fail-stopped through `onFault`
- * and the access completes as if nothing answered; the lab keeps running.
+ * and the access completes as if nothing answered; the lab keeps running. A handler only ever
+ * sees accesses that lie wholly inside the range it registered: one that crosses a region's end
+ * is split into byte accesses, each to whatever decodes that byte.
  */
 export type AccessSize = 1 | 2 | 4;
 
@@ -25,6 +28,15 @@ export type RegisterResult = { ok: true } | { ok: false; error: string };
 
 const ALL_ONES: Record<AccessSize, number> = { 1: 0xff, 2: 0xffff, 4: 0xffffffff };
 
+/** A CPU issues 1-, 2- and 4-byte accesses only; anything else is a fault of the caller (the guest). */
+function checkSize(size: number): asserts size is AccessSize {
+  if (size !== 1 && size !== 2 && size !== 4) badSize(size);
+}
+
+function badSize(size: number): never {
+  throw new RangeError(`I/O access of ${String(size)} bytes (1, 2 or 4 only)`);
+}
+
 export class IoBus {
   /** Port → index+1 into `portRegions` (0 = unclaimed): O(1) dispatch on the hot path. */
   private readonly portMap = new Uint16Array(0x10000);
@@ -33,7 +45,11 @@ export class IoBus {
   /** Called when a handler throws; the VM fail-stops that device. */
   onFault: (owner: string, error: unknown) => void = () => {};
 
-  constructor(private readonly telemetry: Telemetry) {}
+  /** `debug`: `--debug io`, one line per access a device decodes (and per access nothing decodes). */
+  constructor(
+    private readonly telemetry: Telemetry,
+    private readonly debug: DebugLog = NO_DEBUG,
+  ) {}
 
   registerPorts(owner: string, base: number, length: number, handler: IoHandler): RegisterResult {
     if (!Number.isInteger(base) || !Number.isInteger(length) || length <= 0 || base < 0 || base + length > 0x10000) {
@@ -93,15 +109,50 @@ export class IoBus {
   // ---- the guest's side: x86 in/out and MMIO loads/stores ----
 
   in(port: number, size: AccessSize): number {
-    const idx = this.portMap[port & 0xffff]!;
+    checkSize(size);
+    const p = port & 0xffff; // DX is 16 bits wide
+    const idx = this.portMap[p]!;
     const region = idx ? this.portRegions[idx - 1]! : null;
-    return this.dispatchRead('io-in', region, port - (region?.base ?? 0), size);
+    if (size > 1 && this.portsCross(p, size, region)) {
+      let v = 0;
+      for (let i = size - 1; i >= 0; i--) v = (v << 8) | (p + i <= 0xffff ? this.in(p + i, 1) : this.floating('io-in', 1));
+      return v >>> 0;
+    }
+    return this.dispatchRead('io-in', region, p - (region?.base ?? 0), size);
   }
 
   out(port: number, size: AccessSize, value: number): void {
-    const idx = this.portMap[port & 0xffff]!;
+    checkSize(size);
+    const p = port & 0xffff;
+    const idx = this.portMap[p]!;
     const region = idx ? this.portRegions[idx - 1]! : null;
-    this.dispatchWrite('io-out', region, port - (region?.base ?? 0), size, value);
+    if (size > 1 && this.portsCross(p, size, region)) {
+      for (let i = 0; i < size; i++) {
+        if (p + i <= 0xffff) this.out(p + i, 1, (value >>> (8 * i)) & 0xff);
+        else this.floating('io-out', 1);
+      }
+      return;
+    }
+    this.dispatchWrite('io-out', region, p - (region?.base ?? 0), size, value);
+  }
+
+  /**
+   * Whether a multi-byte access at `p` leaves the region its first byte decodes to (or runs past
+   * port 0xFFFF, or, unclaimed, reaches a claimed port). Such an access reaches each byte's own
+   * decoder, one byte at a time, as the bus cycles of an unaligned access on a PC do; so no
+   * handler ever sees an offset + size beyond the length it registered.
+   */
+  private portsCross(p: number, size: AccessSize, region: IoRegion | null): boolean {
+    if (region) return p + size > region.base + region.length;
+    if (p + size > 0x10000) return true;
+    for (let i = 1; i < size; i++) if (this.portMap[p + i] !== 0) return true;
+    return false;
+  }
+
+  /** An access nothing decodes: counted, and the bus floats high. */
+  private floating(kind: ExitKind, size: AccessSize): number {
+    this.telemetry.record(kind, 'unclaimed');
+    return ALL_ONES[size];
   }
 
   inb(port: number): number { return this.in(port, 1); }
@@ -112,13 +163,29 @@ export class IoBus {
   outl(port: number, v: number): void { this.out(port, 4, v); }
 
   mmioRead(addr: number, size: AccessSize): number {
-    const region = this.findMmio(addr);
-    return this.dispatchRead('mmio-read', region, addr - (region?.base ?? 0), size);
+    checkSize(size);
+    const a = addr >>> 0; // a 32-bit physical address
+    const region = this.findMmio(a);
+    if (size > 1 && (a + size > 2 ** 32 || this.findMmio(a + size - 1) !== region)) {
+      let v = 0;
+      for (let i = size - 1; i >= 0; i--) v = (v << 8) | (a + i < 2 ** 32 ? this.mmioRead(a + i, 1) : this.floating('mmio-read', 1));
+      return v >>> 0;
+    }
+    return this.dispatchRead('mmio-read', region, a - (region?.base ?? 0), size);
   }
 
   mmioWrite(addr: number, size: AccessSize, value: number): void {
-    const region = this.findMmio(addr);
-    this.dispatchWrite('mmio-write', region, addr - (region?.base ?? 0), size, value);
+    checkSize(size);
+    const a = addr >>> 0;
+    const region = this.findMmio(a);
+    if (size > 1 && (a + size > 2 ** 32 || this.findMmio(a + size - 1) !== region)) {
+      for (let i = 0; i < size; i++) {
+        if (a + i < 2 ** 32) this.mmioWrite(a + i, 1, (value >>> (8 * i)) & 0xff);
+        else this.floating('mmio-write', 1);
+      }
+      return;
+    }
+    this.dispatchWrite('mmio-write', region, a - (region?.base ?? 0), size, value);
   }
 
   private findMmio(addr: number): IoRegion | null {
@@ -130,6 +197,7 @@ export class IoBus {
     // Nothing decodes the address: the bus floats high, as on a PC.
     if (!region) {
       this.telemetry.record(kind, 'unclaimed');
+      if (this.debug.on) this.debug.debug(`${kind} ${hexAddr(kind, offset)}/${size} unclaimed = ${hexValue(ALL_ONES[size], size)}`);
       return ALL_ONES[size];
     }
     const t0 = this.telemetry.timing ? performance.now() : 0;
@@ -142,14 +210,17 @@ export class IoBus {
     }
     this.telemetry.record(kind, region.owner, this.telemetry.timing ? (performance.now() - t0) * 1e6 : 0);
     this.telemetry.recordRegister(kind, region.owner, offset);
+    if (this.debug.on) this.debug.debug(`${kind} ${hexAddr(kind, region.base + offset)}/${size} ${region.owner}+0x${offset.toString(16)} = ${hexValue(value & ALL_ONES[size], size)}`);
     return (value & ALL_ONES[size]) >>> 0;
   }
 
   private dispatchWrite(kind: ExitKind, region: IoRegion | null, offset: number, size: AccessSize, value: number): void {
     if (!region) {
       this.telemetry.record(kind, 'unclaimed');
+      if (this.debug.on) this.debug.debug(`${kind} ${hexAddr(kind, offset)}/${size} unclaimed ← ${hexValue(value, size)} (ignored)`);
       return;
     }
+    if (this.debug.on) this.debug.debug(`${kind} ${hexAddr(kind, region.base + offset)}/${size} ${region.owner}+0x${offset.toString(16)} ← ${hexValue((value >>> 0) & ALL_ONES[size], size)}`);
     const t0 = this.telemetry.timing ? performance.now() : 0;
     try {
       region.handler.write(offset, size, (value >>> 0) & ALL_ONES[size]);
@@ -159,4 +230,12 @@ export class IoBus {
     this.telemetry.record(kind, region.owner, this.telemetry.timing ? (performance.now() - t0) * 1e6 : 0);
     this.telemetry.recordRegister(kind, region.owner, offset);
   }
+}
+
+function hexAddr(kind: ExitKind, a: number): string {
+  return `0x${(a >>> 0).toString(16).padStart(kind.startsWith('io') ? 4 : 8, '0')}`;
+}
+
+function hexValue(v: number, size: AccessSize): string {
+  return `0x${(v >>> 0).toString(16).padStart(2 * size, '0')}`;
 }

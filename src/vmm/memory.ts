@@ -20,7 +20,44 @@ export type Dma<T> = T | DmaFault;
 export const MIN_MEMORY_MB = 1;
 export const MAX_MEMORY_MB = 16384;
 
-export class GuestMemory {
+/**
+ * Guest physical memory as device models reach it (DMA). The VMM core's `GuestRam` implements it;
+ * so can an adapter onto another emulator's RAM (v86: `read_blob` / `write_blob`).
+ *
+ * Writes have an explicit path: `write`, `writeU8`…`writeU64` and `writeWith`. An implementation
+ * whose memory has other observers (v86's JIT caches translated code per page and must hear of
+ * every store) sees every DMA write there. `view` is for reading: on `GuestRam` it is live and a
+ * store into it lands in guest memory, but nothing else is told, so new code writes through
+ * `writeWith`, which is just as zero-copy on `GuestRam`.
+ */
+export interface GuestMemory {
+  readonly size: number;
+  /** Whether [addr, addr + length) lies inside guest memory (integers only). */
+  inRange(addr: number, length: number): boolean;
+  /** Bytes to read in place (no copy where the implementation can avoid one). */
+  view(addr: number, length: number): Dma<Uint8Array>;
+  /** Copy `length` bytes out of guest memory. */
+  read(addr: number, length: number): Dma<Uint8Array>;
+  /** Copy `data` into guest memory at `addr`. */
+  write(addr: number, data: Uint8Array): Dma<true>;
+  /**
+   * Let `fill` write `length` bytes at `addr` in place (a DMA engine streaming into a ring). The
+   * bytes `fill` sees are guest memory on `GuestRam` and a buffer copied in afterwards elsewhere;
+   * `fill` must write all of them and keep no reference. Nothing is called when out of range.
+   */
+  writeWith(addr: number, length: number, fill: (dst: Uint8Array) => void): Dma<true>;
+  readU8(addr: number): Dma<number>;
+  readU16(addr: number): Dma<number>;
+  readU32(addr: number): Dma<number>;
+  readU64(addr: number): Dma<bigint>;
+  writeU8(addr: number, v: number): Dma<true>;
+  writeU16(addr: number, v: number): Dma<true>;
+  writeU32(addr: number, v: number): Dma<true>;
+  writeU64(addr: number, v: bigint): Dma<true>;
+}
+
+/** The VMM core's guest RAM: one host ArrayBuffer, every access bounds-checked. */
+export class GuestRam implements GuestMemory {
   readonly bytes: Uint8Array;
   private readonly dv: DataView;
 
@@ -30,6 +67,7 @@ export class GuestMemory {
   }
 
   inRange(addr: number, length: number): boolean {
+    // Number.isInteger rules out NaN and ±Infinity, so the sum below is exact.
     return Number.isInteger(addr) && Number.isInteger(length) && addr >= 0 && length >= 0 && addr + length <= this.size;
   }
 
@@ -37,7 +75,7 @@ export class GuestMemory {
     return new DmaFault(addr, length, this.size);
   }
 
-  /** A live view of guest memory (no copy): DMA reads and writes go through it. */
+  /** A live view of guest memory (no copy). */
   view(addr: number, length: number): Dma<Uint8Array> {
     if (!this.inRange(addr, length)) return this.fault(addr, length);
     return this.bytes.subarray(addr, addr + length);
@@ -47,6 +85,12 @@ export class GuestMemory {
   write(addr: number, data: Uint8Array): Dma<true> {
     if (!this.inRange(addr, data.length)) return this.fault(addr, data.length);
     this.bytes.set(data, addr);
+    return true;
+  }
+
+  writeWith(addr: number, length: number, fill: (dst: Uint8Array) => void): Dma<true> {
+    if (!this.inRange(addr, length)) return this.fault(addr, length);
+    fill(this.bytes.subarray(addr, addr + length));
     return true;
   }
 

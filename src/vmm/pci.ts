@@ -1,10 +1,12 @@
+import { NO_DEBUG, type DebugLog } from '../../net/debug.js';
 import type { IoBus, IoHandler, AccessSize, RegisterResult } from './io-bus.js';
 import type { PicPair } from './pic.js';
 
 /**
  * A PCI bus with configuration mechanism #1 (CONFIG_ADDRESS 0xCF8, CONFIG_DATA 0xCFC–0xCFF), type-0
  * headers, BAR sizing (write 0xFFFFFFFF, read back the size mask), I/O and memory decode switched by
- * the command register, and INTx routed to the PIC through the interrupt line the firmware wrote.
+ * the command register, and INTx routed to the PIC by the chipset's fixed PIRQ routing (never by the
+ * Interrupt Line register, which is scratch storage for software; FACTS.md, RTL8139 details).
  */
 export const PCI_VENDOR_ID = 0x00;
 export const PCI_DEVICE_ID = 0x02;
@@ -27,6 +29,42 @@ export const PCI_COMMAND_INTX_DISABLE = 0x400;
 export const PCI_STATUS_INTERRUPT = 0x8;
 
 export const PCI_BAR_IO = 0x1;
+/** A conventional (non-express) function's configuration space. */
+export const PCI_CONFIG_SIZE = 256;
+
+/**
+ * The chipset's INTx routing (PIIX: PIRQA–D, which the firmware points at IRQ 10, 10, 11, 11),
+ * rotated by slot as a PC's board wiring does: INTA# of slot s is PIRQ[(s + pin − 1) mod 4].
+ * Fixed for the machine's life, so what a device asserted is always withdrawn from the same IRQ.
+ */
+const PIRQ_TO_IRQ = [10, 10, 11, 11] as const;
+
+export function pirqRoute(slot: number, pin: number): number | null {
+  if (!Number.isInteger(pin) || pin < 1 || pin > 4) return null;
+  return PIRQ_TO_IRQ[(slot + pin - 1) & 3]!;
+}
+
+/**
+ * The bus a PciFunction sits on, as the function and the device factories see it: slots, BAR
+ * decode, INTx. The VMM core's PciHostBridge implements it; so can an adapter onto another
+ * emulator's PCI bus (v86: register_device, raise_irq/lower_irq, io.register_read/write).
+ */
+export interface PciBus {
+  /** The next free slot, or null when the bus is full. */
+  freeSlot(): number | null;
+  /** Plug `fn` in at `slot` (function 0); returns its address. */
+  add(fn: PciFunction, slot: number): PciAddress;
+  /** Decode `bar` of `fn` at `base` (I/O port or MMIO address); a clash is an error value. */
+  mapBar(fn: PciFunction, bar: BarSpec, base: number): RegisterResult;
+  /** Stop decoding `bar` of `fn` at `base`. */
+  unmapBar(fn: PciFunction, bar: BarSpec, base: number): void;
+  /** A BAR the guest placed could not be decoded (overlap): the owner is fail-stopped. */
+  reportConflict(fn: PciFunction, error: string): void;
+  /** `fn`'s INTx output changed (already gated by its command register's Interrupt Disable). */
+  intxChanged(fn: PciFunction, asserted: boolean): void;
+  /** The PIC IRQ `fn`'s interrupt pin is wired to, or null (no pin, or not routed). */
+  intxRoute(fn: PciFunction): number | null;
+}
 
 export interface BarSpec {
   kind: 'io' | 'mem';
@@ -58,7 +96,7 @@ export function formatPciAddress(a: PciAddress): string {
 
 /** One PCI function's configuration space and BARs. Device models own one each. */
 export class PciFunction {
-  readonly config = new Uint8Array(256);
+  readonly config = new Uint8Array(PCI_CONFIG_SIZE);
   private readonly dv = new DataView(this.config.buffer);
   readonly bars: (BarSpec | null)[] = [null, null, null, null, null, null];
   /** Where each BAR is currently decoded on the I/O bus (null = not mapped). */
@@ -100,8 +138,17 @@ export class PciFunction {
   get busMaster(): boolean {
     return (this.command & PCI_COMMAND_MASTER) !== 0;
   }
+  /** Software's scratch byte (what firmware told the OS); it routes nothing. */
   get interruptLine(): number {
     return this.config[PCI_INTERRUPT_LINE]!;
+  }
+  /** 1 = INTA# … 4 = INTD#, 0 = none (read-only). */
+  get interruptPin(): number {
+    return this.config[PCI_INTERRUPT_PIN]!;
+  }
+  /** Whether the function currently drives its INTx line (asserted and not disabled). */
+  get intxLevel(): boolean {
+    return this.intxAsserted;
   }
 
   /** The base address a BAR decodes at now (null when decode is off or the BAR is unassigned). */
@@ -119,15 +166,59 @@ export class PciFunction {
     this.bus?.intxChanged(this, effective);
   }
 
+  /**
+   * A configuration read of `size` bytes at `offset`, as the host bridge would return it. Bytes
+   * beyond the 256-byte header read 0xFF (nothing decodes them), so an offset a guest or an adapter
+   * chose can never reach past the array. Little-endian, assembled byte by byte: unaligned reads
+   * behave as the same bytes read one at a time would.
+   */
   readConfig(offset: number, size: AccessSize): number {
-    if (size === 1) return this.config[offset]!;
-    if (size === 2) return this.dv.getUint16(offset, true);
-    return this.dv.getUint32(offset, true);
+    let v = 0;
+    for (let i = size - 1; i >= 0; i--) {
+      const at = offset + i;
+      v = (v << 8) | (Number.isInteger(at) && at >= 0 && at < PCI_CONFIG_SIZE ? this.config[at]! : 0xff);
+    }
+    return v >>> 0;
   }
 
+  /**
+   * A configuration write of `size` bytes at `offset` (the guest's, through 0xCFC, or one an
+   * emulator such as v86 already applied to its own copy and feeds here). Read-only and reserved
+   * bits are masked per byte; bytes beyond the header are ignored.
+   */
   writeConfig(offset: number, size: AccessSize, value: number): void {
-    for (let i = 0; i < size; i++) this.writeConfigByte(offset + i, (value >>> (8 * i)) & 0xff);
-    if (offset < PCI_COMMAND + 2 && offset + size > PCI_COMMAND || (offset >= PCI_BAR0 && offset < PCI_BAR0 + 24)) this.remap();
+    let touchedDecode = false;
+    for (let i = 0; i < size; i++) {
+      const at = offset + i;
+      if (!Number.isInteger(at) || at < 0 || at >= PCI_CONFIG_SIZE) continue;
+      this.writeConfigByte(at, (value >>> (8 * i)) & 0xff);
+      if (at === PCI_COMMAND || (at >= PCI_BAR0 && at < PCI_BAR0 + 24)) touchedDecode = true;
+    }
+    if (touchedDecode) this.remap();
+  }
+
+  /**
+   * For an emulator that keeps the guest-visible configuration space itself and never calls the
+   * device on a configuration write (v86: FACTS.md): hand over its current image, and every
+   * writable register that differs from ours (command, BARs, interrupt line) is applied through
+   * `writeConfig` exactly as if the guest had written it here, so decode, Interrupt Disable and
+   * BAR moves follow. Write-1-to-clear status bits cannot be seen in an image and are left alone.
+   * Returns our own image afterwards (BARs masked to their size), for the emulator to copy back.
+   */
+  feedConfigImage(image: Uint8Array): Uint8Array {
+    const byteAt = (i: number): number => (i < image.length ? image[i]! : 0);
+    const le = (at: number, n: number): number => {
+      let v = 0;
+      for (let i = n - 1; i >= 0; i--) v = (v << 8) | byteAt(at + i);
+      return v >>> 0;
+    };
+    if (le(PCI_COMMAND, 2) !== this.readConfig(PCI_COMMAND, 2)) this.writeConfig(PCI_COMMAND, 2, le(PCI_COMMAND, 2));
+    for (let i = 0; i < 6; i++) {
+      const at = PCI_BAR0 + 4 * i;
+      if (this.bars[i] && le(at, 4) !== this.readConfig(at, 4)) this.writeConfig(at, 4, le(at, 4));
+    }
+    if (byteAt(PCI_INTERRUPT_LINE) !== this.interruptLine) this.writeConfig(PCI_INTERRUPT_LINE, 1, byteAt(PCI_INTERRUPT_LINE));
+    return this.config.slice();
   }
 
   private writeConfigByte(off: number, v: number): void {
@@ -149,7 +240,10 @@ export class PciFunction {
       // Address bits below the BAR's size are hardwired to zero: that is how sizing works.
       const mask = (~(bar.size - 1) >>> 0) & (bar.kind === 'io' ? 0xfffffffc : 0xfffffff0);
       next = ((next & mask) | (bar.kind === 'io' ? PCI_BAR_IO : 0)) >>> 0;
-      if (bar.kind === 'io') next &= 0xffff | PCI_BAR_IO; // x86 I/O space is 64 KiB; upper bits read 0
+      // All 32 bits are read/write, as on the RTL8139 (IOAR bits 31:8) and in QEMU: a sized I/O BAR
+      // reads back 0xFFFFFF01, and SeaBIOS computes the size as ~(value & ~3) + 1, so upper bits
+      // hardwired to 0 read as a 4 GiB-scale I/O BAR to it (it then never boots the guest). An
+      // address above 0xFFFF decodes nothing (remap).
       this.dv.setUint32(PCI_BAR0 + 4 * i, next >>> 0, true);
     } else if (off === PCI_INTERRUPT_LINE) {
       this.config[off] = v;
@@ -164,7 +258,7 @@ export class PciFunction {
       const bar = this.bars[i];
       if (!bar) continue;
       const raw = this.dv.getUint32(PCI_BAR0 + 4 * i, true);
-      const base = bar.kind === 'io' ? raw & 0xfffc : (raw & 0xfffffff0) >>> 0;
+      const base = bar.kind === 'io' ? (raw & 0xfffffffc) >>> 0 : (raw & 0xfffffff0) >>> 0;
       const enabled = (this.command & (bar.kind === 'io' ? PCI_COMMAND_IO : PCI_COMMAND_MEMORY)) !== 0;
       // A BAR mid-sizing (all ones) or still zero decodes nothing.
       const sizing = bar.kind === 'io' ? base + bar.size > 0x10000 : base + bar.size > 2 ** 32;
@@ -184,10 +278,10 @@ export class PciFunction {
 /** The host bridge at 00:00.0 (an i440FX, as QEMU and Palacios' guests see it). */
 const HOST_BRIDGE: PciIdentity = { vendorId: 0x8086, deviceId: 0x1237, classCode: 0x060000, revision: 2, interruptPin: 0 };
 
-export class PciBus {
+export class PciHostBridge implements PciBus {
   private readonly functions = new Map<number, PciFunction>();
   private configAddress = 0;
-  /** PIC IRQ lines currently asserted by each function (level, shared lines OR together). */
+  /** Functions asserting each PIC IRQ (level-triggered, shared lines wired-OR). */
   private readonly asserted = new Map<number, Set<PciFunction>>();
   onConflict: (owner: string, error: string) => void = () => {};
 
@@ -195,6 +289,8 @@ export class PciBus {
     private readonly io: IoBus,
     private readonly pic: PicPair,
     readonly busNumber = 0,
+    /** `--debug pci`: configuration reads and writes by register name, BAR moves, INTx changes. */
+    private readonly debug: DebugLog = NO_DEBUG,
   ) {
     this.add(new PciFunction('pci-host-bridge', HOST_BRIDGE), 0);
   }
@@ -205,6 +301,7 @@ export class PciBus {
       read: (off, size) => (size === 4 && off === 0 ? this.configAddress : 0xffffffff),
       write: (off, size, v) => {
         if (size === 4 && off === 0) this.configAddress = (v & 0x80fffffc) >>> 0;
+        else if (this.debug.on) this.debug.debug(`CONFIG_ADDRESS write 0x${v.toString(16)} at +${off}/${size} ignored (only 32-bit writes at 0xcf8 latch)`);
       },
     });
     if (!r1.ok) errors.push(r1.error);
@@ -248,20 +345,37 @@ export class PciBus {
   private configRead(off: number, size: AccessSize): number {
     const t = this.target();
     // No device answers: master abort, all ones (how enumeration finds empty slots).
-    if (!t) return size === 4 ? 0xffffffff : size === 2 ? 0xffff : 0xff;
-    return t.fn.readConfig(t.reg + off, size);
+    if (!t) {
+      if (this.debug.on) this.debug.debug(`config read ${this.addressText()} +0x${off.toString(16)}/${size}: no function, master abort`);
+      return size === 4 ? 0xffffffff : size === 2 ? 0xffff : 0xff;
+    }
+    const v = t.fn.readConfig(t.reg + off, size);
+    if (this.debug.on) this.debug.debug(`config read ${formatPciAddress(t.fn.address)} ${t.fn.owner} ${configRegName(t.reg + off)}/${size} = 0x${v.toString(16)}`);
+    return v;
+  }
+
+  /** CONFIG_ADDRESS as bus:slot.fn register, for debug lines. */
+  private addressText(): string {
+    const a = this.configAddress;
+    if (!(a & 0x80000000)) return '(CONFIG_ADDRESS disabled)';
+    return `${((a >>> 16) & 0xff).toString(16).padStart(2, '0')}:${((a >>> 11) & 0x1f).toString(16).padStart(2, '0')}.${(a >>> 8) & 7} reg 0x${(a & 0xfc).toString(16)}`;
   }
 
   private configWrite(off: number, size: AccessSize, value: number): void {
     const t = this.target();
-    if (t) t.fn.writeConfig(t.reg + off, size, value);
+    if (t) {
+      if (this.debug.on) this.debug.debug(`config write ${formatPciAddress(t.fn.address)} ${t.fn.owner} ${configRegName(t.reg + off)}/${size} ← 0x${(value >>> 0).toString(16)}`);
+      t.fn.writeConfig(t.reg + off, size, value);
+    } else if (this.debug.on) this.debug.debug(`config write ${this.addressText()} +0x${off.toString(16)}/${size} ← 0x${(value >>> 0).toString(16)}: no function, ignored`);
   }
 
   mapBar(fn: PciFunction, bar: BarSpec, base: number): RegisterResult {
+    if (this.debug.on) this.debug.debug(`${fn.owner}: map ${bar.kind} BAR at 0x${base.toString(16)} (${bar.size} bytes)`);
     return bar.kind === 'io' ? this.io.registerPorts(fn.owner, base, bar.size, bar.handler) : this.io.registerMmio(fn.owner, base, bar.size, bar.handler);
   }
 
   unmapBar(fn: PciFunction, bar: BarSpec, base: number): void {
+    if (this.debug.on) this.debug.debug(`${fn.owner}: unmap ${bar.kind} BAR at 0x${base.toString(16)}`);
     if (bar.kind === 'io') this.io.unregisterPorts(fn.owner, base);
     else this.io.unregisterMmio(fn.owner, base);
   }
@@ -270,9 +384,14 @@ export class PciBus {
     this.onConflict(fn.owner, error);
   }
 
+  intxRoute(fn: PciFunction): number | null {
+    if (this.functions.get(fn.address.slot << 3) !== fn) return null;
+    return pirqRoute(fn.address.slot, fn.interruptPin);
+  }
+
   intxChanged(fn: PciFunction, asserted: boolean): void {
-    const irq = fn.interruptLine;
-    if (irq > 15) return; // not routed by firmware: the interrupt goes nowhere, as on hardware
+    const irq = this.intxRoute(fn);
+    if (irq === null) return; // no pin or not on this bus: the interrupt goes nowhere, as on hardware
     let set = this.asserted.get(irq);
     if (!set) {
       set = new Set();
@@ -282,6 +401,20 @@ export class PciBus {
     if (asserted) set.add(fn);
     else set.delete(fn);
     const after = set.size > 0;
+    if (this.debug.on) this.debug.debug(`${fn.owner}: INTx ${asserted ? 'asserted' : 'deasserted'} → IRQ ${irq} ${after ? 'high' : 'low'}${before === after ? ' (unchanged, shared line)' : ''}`);
     if (before !== after) this.pic.setIrq(irq, after);
   }
+}
+
+/** The type-0 header's register names (PCI Local Bus 3.0 §6.1), for `--debug pci`. */
+function configRegName(off: number): string {
+  const names: Record<number, string> = {
+    [PCI_VENDOR_ID]: 'VENDOR_ID', [PCI_DEVICE_ID]: 'DEVICE_ID', [PCI_COMMAND]: 'COMMAND', [PCI_STATUS]: 'STATUS',
+    [PCI_REVISION_ID]: 'REVISION_ID', [PCI_CLASS_PROG]: 'CLASS_PROG', [PCI_CLASS_DEVICE]: 'CLASS_DEVICE',
+    0x0c: 'CACHE_LINE_SIZE', 0x0d: 'LATENCY_TIMER', [PCI_HEADER_TYPE]: 'HEADER_TYPE', 0x0f: 'BIST',
+    [PCI_SUBSYSTEM_VENDOR_ID]: 'SUBSYSTEM_VENDOR_ID', [PCI_SUBSYSTEM_ID]: 'SUBSYSTEM_ID', 0x30: 'ROM_ADDRESS',
+    0x34: 'CAPABILITY_LIST', [PCI_INTERRUPT_LINE]: 'INTERRUPT_LINE', [PCI_INTERRUPT_PIN]: 'INTERRUPT_PIN', 0x3e: 'MIN_GNT', 0x3f: 'MAX_LAT',
+  };
+  if (off >= PCI_BAR0 && off < PCI_BAR0 + 24) return `BAR${(off - PCI_BAR0) >> 2}${off & 3 ? `+${off & 3}` : ''}`;
+  return names[off] ?? `0x${off.toString(16).padStart(2, '0')}`;
 }

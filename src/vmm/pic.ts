@@ -1,3 +1,4 @@
+import { NO_DEBUG, type DebugLog } from '../../net/debug.js';
 import type { IoBus, IoHandler } from './io-bus.js';
 
 /**
@@ -117,30 +118,39 @@ export class PicPair {
   /** Called when INTR to the CPU may have become asserted. */
   onInterrupt: () => void = () => {};
   raised = 0;
+  /** `--debug irq`: each line change, and each interrupt the CPU acknowledges. */
+  debug: DebugLog = NO_DEBUG;
 
   register(bus: IoBus, owner = 'pic'): string[] {
     const errors: string[] = [];
-    const pic = (p: Pic8259): IoHandler => ({
-      read: (off) => (off === 0 ? p.readCommand() : p.imr),
-      write: (off, _s, v) => {
-        if (off === 0) p.writeCommand(v & 0xff);
-        else p.writeData(v & 0xff);
+    // The 8259A and the ELCR are 8-bit devices: a wider access is one byte cycle per port, as the
+    // ISA bus turns it, so `inw 0x20` reads IRR/ISR and then IMR, and `outw 0x4D0` sets both ELCRs.
+    const byteWide = (readByte: (port: number) => number, writeByte: (port: number, v: number) => void): IoHandler => ({
+      read: (off, size) => {
+        let v = 0;
+        for (let i = size - 1; i >= 0; i--) v = (v << 8) | (readByte(off + i) & 0xff);
+        return v >>> 0;
+      },
+      write: (off, size, v) => {
+        for (let i = 0; i < size; i++) writeByte(off + i, (v >>> (8 * i)) & 0xff);
         this.update();
       },
     });
     for (const [base, p] of [[0x20, this.master], [0xa0, this.slave]] as const) {
-      const r = bus.registerPorts(owner, base, 2, pic(p));
+      const r = bus.registerPorts(owner, base, 2, byteWide(
+        (off) => (off === 0 ? p.readCommand() : p.imr),
+        (off, v) => (off === 0 ? p.writeCommand(v) : p.writeData(v)),
+      ));
       if (!r.ok) errors.push(r.error);
     }
-    const r = bus.registerPorts(owner, 0x4d0, 2, {
-      read: (off) => (off === 0 ? this.master.elcr : this.slave.elcr),
-      // IRQ0-2, 8 and 13 cannot be level-triggered on the PIIX (its datasheet masks those bits).
-      write: (off, _s, v) => {
+    // IRQ0-2, 8 and 13 cannot be level-triggered on the PIIX (its datasheet masks those bits).
+    const r = bus.registerPorts(owner, 0x4d0, 2, byteWide(
+      (off) => (off === 0 ? this.master.elcr : this.slave.elcr),
+      (off, v) => {
         if (off === 0) this.master.elcr = v & 0xf8;
         else this.slave.elcr = v & 0xde;
-        this.update();
       },
-    });
+    ));
     if (!r.ok) errors.push(r.error);
     return errors;
   }
@@ -151,14 +161,19 @@ export class PicPair {
   }
 
   setIrq(irq: number, high: boolean): void {
+    // Sixteen input pins: a number outside them (a model's or an adapter's bug) is a fault of the
+    // caller, which the fail-stop guard around it turns into that device's stop.
+    if (!Number.isInteger(irq) || irq < 0 || irq > 15) throw new RangeError(`IRQ ${String(irq)} does not exist (the PIC pair has IRQ 0-15)`);
     if (irq < 8) this.master.setLine(irq, high);
     else this.slave.setLine(irq - 8, high);
     if (high) this.raised++;
+    if (this.debug.on) this.debug.debug(`IRQ ${irq} ${high ? 'raised' : 'lowered'}`);
     this.update();
   }
 
   /** Set an IRQ to level-triggered, as firmware does for PCI interrupt lines. */
   setLevelTriggered(irq: number): void {
+    if (!Number.isInteger(irq) || irq < 0 || irq > 15) return;
     if (irq < 8) this.master.elcr |= 1 << irq;
     else this.slave.elcr |= 1 << (irq - 8);
   }
@@ -176,19 +191,23 @@ export class PicPair {
       const s = this.slave.pending();
       if (s < 0) {
         // spurious on the slave: IR7 vector, nothing put in service (8259A datasheet)
+        if (this.debug.on) this.debug.debug(`INTA: spurious on the slave, vector 0x${(this.slave.vectorBase + 7).toString(16)}`);
         return this.slave.vectorBase + 7;
       }
       this.master.acknowledge(2);
       this.slave.acknowledge(s);
       this.update();
+      if (this.debug.on) this.debug.debug(`INTA: IRQ ${8 + s} in service, vector 0x${(this.slave.vectorBase + s).toString(16)}`);
       return this.slave.vectorBase + s;
     }
     this.master.acknowledge(m);
     this.update();
+    if (this.debug.on) this.debug.debug(`INTA: IRQ ${m} in service, vector 0x${(this.master.vectorBase + m).toString(16)}`);
     return this.master.vectorBase + m;
   }
 
   maskOf(irq: number): boolean {
+    if (!Number.isInteger(irq) || irq < 0 || irq > 15) return true; // a pin that does not exist delivers nothing
     return irq < 8 ? (this.master.imr & (1 << irq)) !== 0 : (this.slave.imr & (1 << (irq - 8))) !== 0;
   }
 

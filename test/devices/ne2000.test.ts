@@ -485,3 +485,240 @@ describe('NE2000 on ISA (no PCI bus)', () => {
     void io;
   });
 });
+
+describe('NE2000 as Linux 8390 drives it (issue 10)', () => {
+  it('a ring that wraps exactly, with BNRY = PSTART − 1 as ei_receive writes it, keeps receiving', () => {
+    const { io, wire, run, counters, failure } = machine();
+    bringUp(io, 0x04, { start: 0x4c, stop: 0x54 });
+    // 1000-byte frames take 4 pages: the second ends exactly at PSTOP, so CURR wraps to PSTART.
+    wire.send(frameTo(MAC, 1000, 1));
+    run();
+    io.outb(BNRY, 0x4f); // next − 1 after the first packet
+    wire.send(frameTo(MAC, 1000, 2));
+    run();
+    expect(curr(io)).toBe(0x4c);
+    io.outb(BNRY, 0x4b); // next − 1 with next = PSTART: PSTART − 1, what Linux writes
+    expect(failure()).toBeUndefined();
+    expect(io.inb(BNRY)).toBe(0x4b);
+    // The ring is empty again (CURR = BNRY + 1 going round): a whole ring less one page is free.
+    wire.send(frameTo(MAC, 1000, 3));
+    run();
+    expect(curr(io)).toBe(0x50);
+    expect(readBytes(io, 0x4c04, 3)).toEqual([...frameTo(MAC, 1000, 3).subarray(0, 3)]);
+    io.outb(CR, 0x22);
+    io.outb(BNRY, 0x4f);
+    expect(counters()).toMatchObject({ rxFrames: 3, rxDropOverflow: 0, rxHeldRingFull: 0 });
+    expect(failure()).toBeUndefined();
+  });
+
+  it('with BNRY = PSTART − 1 the ring is full when CURR reaches PSTOP − 1: the frame waits, then goes in', () => {
+    const { io, wire, run, counters } = machine();
+    bringUp(io, 0x04, { start: 0x4c, stop: 0x54 });
+    io.outb(BNRY, 0x4b);
+    // Seven free pages: one 1000-byte frame (4 pages) fits, a second one does not.
+    wire.send(frameTo(MAC, 1000, 1));
+    wire.send(frameTo(MAC, 1000, 2));
+    run();
+    expect(counters()).toMatchObject({ rxFrames: 1, rxHeldRingFull: 1, rxDropOverflow: 0 });
+    io.outb(BNRY, 0x4f); // the driver took the first packet
+    run();
+    expect(counters()).toMatchObject({ rxFrames: 2, rxDropOverflow: 0 });
+    expect(curr(io)).toBe(0x4c);
+  });
+
+  it("ei_rx_overrun's recovery (STOP, clear RBCR, loopback, START, drain, clear OVW) works with BNRY = PSTART − 1", () => {
+    const { io, wire, run, counters, failure } = machine({ flowControl: false });
+    bringUp(io, 0x04, { start: 0x4c, stop: 0x54 });
+    io.outb(BNRY, 0x4b);
+    for (let i = 0; i < 3; i++) wire.send(frameTo(MAC, 600, i)); // 3 pages each: two fit in 7
+    run();
+    expect(counters()).toMatchObject({ rxFrames: 2, rxDropOverflow: 1 });
+    expect(io.inb(ISR) & 0x10).toBe(0x10);
+    io.outb(CR, 0x21); // E8390_NODMA + PAGE0 + STOP
+    expect(io.inb(ISR) & 0x80).toBe(0x80); // the RST bit Linux's older drivers poll
+    io.outb(RBCR0, 0);
+    io.outb(RBCR1, 0);
+    io.outb(TCR, 0x02); // E8390_TXOFF: loopback
+    io.outb(CR, 0x22); // START — the ring's BNRY is still PSTART − 1 here
+    expect(failure()).toBeUndefined();
+    io.outb(BNRY, 0x4e); // ei_receive drained the first packet
+    io.outb(BNRY, 0x51); // and the second
+    io.outb(ISR, 0x01 | 0x04);
+    io.outb(ISR, 0x10); // ENISR_OVER
+    io.outb(TCR, 0x00); // E8390_TXCONFIG
+    wire.send(frameTo(MAC, 600, 9));
+    run();
+    expect(counters().rxFrames).toBe(3);
+    expect(failure()).toBeUndefined();
+  });
+
+  it('a giant frame from the wire is dropped and counted, never held: the frame behind it arrives', () => {
+    const { io, wire, run, counters, failure } = machine(); // the link holds frames on 'busy'
+    bringUp(io);
+    wire.send(frameTo(MAC, 1642, 1)); // an ICMP echo with 1600 bytes of payload, from a 1700-MTU tap
+    wire.send(frameTo(MAC, 20_000, 2)); // bigger than the whole ring
+    wire.send(frameTo(MAC, 1518, 3)); // the largest frame there is (VLAN-tagged)
+    wire.send(frameTo(MAC, 100, 4));
+    run();
+    expect(counters()).toMatchObject({ rxDropGiant: 2, rxFrames: 2, rxHeldRingFull: 0 });
+    expect(readBytes(io, 0x4c00, 4)).toEqual([0x01, 0x52, (1522 & 0xff), 1522 >> 8]);
+    expect(readBytes(io, 0x5204, 15)[14]).toBe(4);
+    expect(failure()).toBeUndefined();
+  });
+
+  it('a frame that needs more pages than the whole ring is dropped as missed, not held for good', () => {
+    const { io, wire, run, counters } = machine();
+    bringUp(io, 0x04, { start: 0x4c, stop: 0x50 }); // 4 pages: at most 3 free
+    wire.send(frameTo(MAC, 1000, 1)); // 4 pages
+    wire.send(frameTo(MAC, 500, 2)); // 2 pages
+    run();
+    expect(counters()).toMatchObject({ rxDropRingTooSmall: 1, rxFrames: 1, rxHeldRingFull: 0 });
+    expect(io.inb(CNTR2)).toBe(1);
+    expect(io.inb(ISR) & 0x10).toBe(0); // no overflow: the ring is fine for what fits it
+  });
+
+  it('a guest transmit over 1518 bytes or under 60 reports PTX and never reaches the wire', () => {
+    const { io, got, run, counters, failure } = machine();
+    bringUp(io);
+    const send = (len: number): number => {
+      io.outb(ISR, 0xff);
+      io.outb(TPSR, 0x40);
+      io.outb(TBCR0, len & 0xff);
+      io.outb(TBCR1, len >> 8);
+      io.outb(CR, 0x26);
+      return io.inb(ISR) & 0x0a;
+    };
+    expect(send(0x8000)).toBe(0x02); // 32 KiB from page 0x40: the whole packet RAM
+    expect(send(1519)).toBe(0x02);
+    expect(send(20)).toBe(0x02);
+    expect(send(0)).toBe(0x02);
+    expect(io.inb(TSR) & 0x01).toBe(1);
+    expect(send(1518)).toBe(0x02);
+    expect(send(60)).toBe(0x02);
+    run();
+    expect(got.map((f) => f.length)).toEqual([1518, 60]);
+    expect(counters()).toMatchObject({ txDropGiant: 2, txDropRunt: 2, txFrames: 2 });
+    expect(failure()).toBeUndefined();
+  });
+});
+
+describe('NE2000 under the exact register sequence of Linux ne2k-pci + 8390', () => {
+  it('probe, NS8390_init(dev, 1), set_multicast_list, a transmit and ei_receive (32-bit data port) all work', () => {
+    const { io, vm, wire, got, run, failure } = machine();
+    const outl = (r: number, v: number): void => vm.io.outl(0xc000 + r, v);
+    const inl = (r: number): number => vm.io.inl(0xc000 + r);
+    // ne2k_pci_init_one: reg0, the tally-counter check (page 1 offset 0x0D is MAR5), reset.
+    expect(io.inb(CR)).not.toBe(0xff);
+    io.outb(CR, 0x61);
+    const regd = io.inb(0x0d);
+    io.outb(0x0d, 0xff);
+    io.outb(CR, 0x20);
+    io.inb(0x0d);
+    expect(io.inb(0x0d)).toBe(0);
+    void regd;
+    io.outb(RESET, io.inb(RESET));
+    expect(io.inb(ISR) & 0x80).toBe(0x80);
+    io.outb(ISR, 0xff);
+    // The station-address program_seq, then 32 byte reads in word mode.
+    for (const [v, r] of [[0x21, CR], [0x49, DCR], [0, RBCR0], [0, RBCR1], [0, IMR], [0xff, ISR], [0x20, RCR], [0x02, TCR], [32, RBCR0], [0, RBCR1], [0, RSAR0], [0, RSAR1], [0x0a, CR]] as const) io.outb(r, v);
+    const sa = Array.from({ length: 32 }, () => io.inb(DATA));
+    expect(sa.slice(0, 6)).toEqual(MAC);
+    io.outb(DCR, 0x49);
+    // set_realtek_fdx: page 3, unlock CONFIG3, full duplex, lock, page 0.
+    io.outb(CR, 0xe0);
+    io.outb(0x01, 0xc0);
+    io.outb(0x06, 0x40);
+    io.outb(0x01, 0x00);
+    io.outb(CR, 0x20);
+    // NS8390_init(dev, 1) with ne2k-pci's pages: TX 0x40, RX 0x4C–0x80.
+    for (const [v, r] of [[0x21, CR], [0x49, DCR], [0, RBCR0], [0, RBCR1], [0x20, RCR], [0x02, TCR], [0x40, TPSR], [0x4c, PSTART], [0x7f, BNRY], [0x80, PSTOP], [0xff, ISR], [0, IMR], [0x61, CR]] as const) io.outb(r, v);
+    MAC.forEach((b, i) => {
+      io.outb(0x01 + i, b);
+      expect(io.inb(0x01 + i)).toBe(b);
+    });
+    io.outb(CURR, 0x4c);
+    for (const [v, r] of [[0x21, CR], [0xff, ISR], [0x3f, IMR], [0x22, CR], [0x00, TCR], [0x04, RCR]] as const) io.outb(r, v);
+    // do_set_multicast_list: RCR, page 1 without STA/STP, MAR written and read back, page 0, RCR.
+    io.outb(RCR, 0x04);
+    io.outb(CR, 0x60);
+    for (let i = 0; i < 8; i++) {
+      io.outb(0x08 + i, 0);
+      expect(io.inb(0x08 + i)).toBe(0);
+    }
+    io.outb(CR, 0x20);
+    io.outb(RCR, 0x04);
+    expect(io.inb(CR)).toBe(0x22); // still running
+    // ei_start_xmit: IMR 0, ne2k_pci_block_output with outsl, RDC polled, NS8390_trigger_send.
+    const frame = frameTo([0xff, 0xff, 0xff, 0xff, 0xff, 0xff], 62, 0x5a);
+    io.outb(IMR, 0);
+    io.outb(CR, 0x22);
+    io.outb(RBCR0, 62);
+    io.outb(RBCR1, 0);
+    io.outb(RSAR0, 0);
+    io.outb(RSAR1, 0x40);
+    io.outb(CR, 0x12);
+    for (let i = 0; i + 4 <= 62; i += 4) outl(DATA, frame[i]! | (frame[i + 1]! << 8) | (frame[i + 2]! << 16) | (frame[i + 3]! << 24));
+    io.outw(DATA, frame[60]! | (frame[61]! << 8));
+    expect(io.inb(ISR) & 0x40).toBe(0x40);
+    io.outb(ISR, 0x40);
+    io.outb(CR, 0x20);
+    expect(io.inb(CR) & 0x04).toBe(0);
+    io.outb(TBCR0, 62);
+    io.outb(TBCR1, 0);
+    io.outb(TPSR, 0x40);
+    io.outb(CR, 0x26);
+    io.outb(IMR, 0x3f);
+    run();
+    expect(got.map((f) => [...f])).toEqual([[...frame]]);
+    // ei_receive with ne2k_pci_get_8390_hdr (one inl) and block_input (insl + tail).
+    wire.send(frameTo(MAC, 101, 0x33));
+    run();
+    io.outb(CR, 0x60);
+    const rxing = io.inb(CURR);
+    io.outb(CR, 0x20);
+    const thisFrame = io.inb(BNRY) + 1 >= 0x80 ? 0x4c : io.inb(BNRY) + 1;
+    const header = (): number[] => {
+      io.outb(CR, 0x22);
+      io.outb(RBCR0, 4);
+      io.outb(RBCR1, 0);
+      io.outb(RSAR0, 0);
+      io.outb(RSAR1, thisFrame);
+      io.outb(CR, 0x0a);
+      const h = inl(DATA);
+      io.outb(ISR, 0x40);
+      return [h & 0xff, (h >>> 8) & 0xff, (h >>> 16) & 0xffff];
+    };
+    const [status, next, count] = header();
+    expect([status, next, rxing]).toEqual([0x01, 0x4d, 0x4d]);
+    const len = count! - 4;
+    expect(len).toBe(101);
+    io.outb(CR, 0x22);
+    io.outb(RBCR0, len & 0xff);
+    io.outb(RBCR1, len >> 8);
+    io.outb(RSAR0, 4);
+    io.outb(RSAR1, thisFrame);
+    io.outb(CR, 0x0a);
+    const body: number[] = [];
+    for (let i = 0; i < len >> 2; i++) {
+      const w = inl(DATA);
+      body.push(w & 0xff, (w >>> 8) & 0xff, (w >>> 16) & 0xff, w >>> 24);
+    }
+    body.push(io.inb(DATA)); // count & 1
+    io.outb(ISR, 0x40);
+    expect(body).toEqual([...frameTo(MAC, 101, 0x33)]);
+    io.outb(BNRY, next! - 1);
+    io.outb(ISR, 0x05);
+    expect(failure()).toBeUndefined();
+  });
+});
+
+describe('NE2000 guest-chosen accesses', () => {
+  it('a wide access from the registers into the data port is refused, naming it (it was half ignored)', () => {
+    const { vm, failure } = machine();
+    vm.io.outl(0xc000 + 0x0e, 0x12345678);
+    expect(failure()).toMatch(/4-byte write at offset 0x0e runs from the 8390 registers into the data port/);
+    const b = machine();
+    b.vm.io.inw(0xc000 + 0x0f);
+    expect(b.failure()).toMatch(/2-byte read at offset 0x0f/);
+  });
+});

@@ -22,7 +22,23 @@ const IO = 0xc000;
 const Q = 256;
 const RX_PFN = 0x20; // ring at 0x20000
 const TX_PFN = 0x30; // ring at 0x30000
-const F = { CSUM: 1 << 0, GUEST_CSUM: 1 << 1, MAC: 1 << 5, GUEST_TSO4: 1 << 7, MRG_RXBUF: 1 << 15, STATUS: 1 << 16, INDIRECT: 1 << 28, EVENT_IDX: 1 << 29 };
+const CTRL_PFN = 0x38; // ring at 0x38000 (64 entries)
+const CQ = 64;
+const F = {
+  CSUM: 1 << 0,
+  GUEST_CSUM: 1 << 1,
+  MAC: 1 << 5,
+  GUEST_TSO4: 1 << 7,
+  HOST_TSO4: 1 << 11,
+  MRG_RXBUF: 1 << 15,
+  STATUS: 1 << 16,
+  CTRL_VQ: 1 << 17,
+  CTRL_RX: 1 << 18,
+  CTRL_RX_EXTRA: 1 << 20,
+  CTRL_MAC_ADDR: 1 << 23,
+  INDIRECT: 1 << 28,
+  EVENT_IDX: 1 << 29,
+};
 const NEXT = 1;
 const WRITE = 2;
 const INDIRECT = 4;
@@ -44,13 +60,14 @@ function machine(link: { flowControl?: boolean } = {}) {
   vm.io.outl(0xcf8, 0x80000800 | 0x04);
   vm.io.outw(0xcfc, 0x7); // I/O decode, memory decode, bus master
   const m = vm.memory;
-  const ringOf = (pfn: number) => {
+  const ringOf = (pfn: number, size = Q) => {
     const desc = pfn * 4096;
-    const avail = desc + 16 * Q;
-    const used = Math.ceil((avail + 6 + 2 * Q) / 4096) * 4096;
-    return { desc, avail, used };
+    const avail = desc + 16 * size;
+    const used = Math.ceil((avail + 6 + 2 * size) / 4096) * 4096;
+    // used_event after the avail ring, avail_event after the used ring (§2.7.10).
+    return { desc, avail, used, size, usedEvent: avail + 4 + 2 * size, availEvent: used + 4 + 8 * size };
   };
-  const rings = [ringOf(RX_PFN), ringOf(TX_PFN)] as const;
+  const rings = [ringOf(RX_PFN), ringOf(TX_PFN), ringOf(CTRL_PFN, CQ)] as const;
   const api = {
     vm,
     dev,
@@ -69,15 +86,15 @@ function machine(link: { flowControl?: boolean } = {}) {
       m.writeU16(table + 16 * i + 14, next);
     },
     /** Make `head` available on queue q and notify (as virtqueue_add + kick). */
-    offer(q: 0 | 1, head: number, notify = true) {
+    offer(q: 0 | 1 | 2, head: number, notify = true) {
       const r = rings[q];
       const idx = m.readU16(r.avail + 2) as number;
-      m.writeU16(r.avail + 4 + 2 * (idx % Q), head);
+      m.writeU16(r.avail + 4 + 2 * (idx % r.size), head);
       m.writeU16(r.avail + 2, (idx + 1) & 0xffff);
       if (notify) vm.io.outw(IO + 0x10, q);
     },
-    usedIdx: (q: 0 | 1) => m.readU16(rings[q].used + 2) as number,
-    used: (q: 0 | 1, k: number) => ({ id: m.readU32(rings[q].used + 4 + 8 * (k % Q)) as number, len: m.readU32(rings[q].used + 8 + 8 * (k % Q)) as number }),
+    usedIdx: (q: 0 | 1 | 2) => m.readU16(rings[q].used + 2) as number,
+    used: (q: 0 | 1 | 2, k: number) => ({ id: m.readU32(rings[q].used + 4 + 8 * (k % rings[q].size)) as number, len: m.readU32(rings[q].used + 8 + 8 * (k % rings[q].size)) as number }),
     /** The driver's bring-up: reset, ACK, DRIVER, features, queues, DRIVER_OK. */
     bringUp(features = F.MAC | F.STATUS | F.MRG_RXBUF | F.CSUM | F.INDIRECT) {
       vm.io.outb(IO + 0x12, 0);
@@ -88,6 +105,10 @@ function machine(link: { flowControl?: boolean } = {}) {
       vm.io.outl(IO + 0x08, RX_PFN);
       vm.io.outw(IO + 0x0e, 1);
       vm.io.outl(IO + 0x08, TX_PFN);
+      if (features & F.CTRL_VQ) {
+        vm.io.outw(IO + 0x0e, 2);
+        vm.io.outl(IO + 0x08, CTRL_PFN);
+      }
       vm.io.outb(IO + 0x12, 7);
     },
   };
@@ -158,7 +179,7 @@ describe('virtio-net legacy PCI device', () => {
     expect(vm.state).toBe('running');
   });
 
-  it('sets up queues from a PFN: size 256 for rx and tx, no queue 2; a ring outside memory fail-stops', () => {
+  it('sets up queues from a PFN: size 256 for rx and tx, 64 for control, no queue 3; a ring outside memory fail-stops', () => {
     const { vm, failure } = machine();
     vm.io.outw(IO + 0x0e, 0);
     expect(vm.io.inw(IO + 0x0c)).toBe(256);
@@ -168,7 +189,9 @@ describe('virtio-net legacy PCI device', () => {
     expect(vm.io.inw(IO + 0x0c)).toBe(256);
     expect(vm.io.inl(IO + 0x08)).toBe(0);
     vm.io.outw(IO + 0x0e, 2);
-    expect(vm.io.inw(IO + 0x0c)).toBe(0); // no control queue
+    expect(vm.io.inw(IO + 0x0c)).toBe(64); // the control queue, QEMU's size
+    vm.io.outw(IO + 0x0e, 3);
+    expect(vm.io.inw(IO + 0x0c)).toBe(0); // no multiqueue
     vm.io.outw(IO + 0x0e, 1);
     vm.io.outl(IO + 0x08, (16 * 1024 * 1024) / 4096 - 1); // ring would run past the end of 16 MB
     expect(failure()).toMatch(/queue 1: ring at PFN 0xfff .* outside guest memory/);
@@ -432,5 +455,431 @@ describe('virtio-net legacy PCI device', () => {
     t.clock.runUntil(() => false, 1);
     expect(t.usedIdx(0)).toBe(0);
     expect(t.intx()).toBe(false);
+  });
+});
+
+/** A frame `size` bytes long to `dst` (local experimental EtherType), tagged with `seq`. */
+function rawFrame(dst: number[], seq: number, size = 60): Uint8Array {
+  const f = new Uint8Array(size);
+  f.set(dst, 0);
+  f.set([0x02, 0, 0, 0, 0, 1], 6);
+  f[12] = 0x88;
+  f[13] = 0xb5;
+  new DataView(f.buffer).setUint32(14, seq);
+  return f;
+}
+
+/**
+ * A control command as Linux's virtnet_send_command lays it out: the 2-byte header, each data part
+ * in its own buffer, the ack byte last; through an indirect table when `indirect` (as Linux does
+ * whenever it has more than one buffer and INDIRECT_DESC was agreed). Returns the ack byte.
+ */
+function ctrl(t: ReturnType<typeof machine>, cls: number, cmd: number, parts: number[][], opts: { indirect?: boolean; kick?: boolean } = {}): number {
+  const ack = 0x61000;
+  t.m.write(0x60000, new Uint8Array([cls, cmd]));
+  t.m.writeU8(ack, 0xee);
+  const bufs: [number, number, number][] = [[0x60000, 2, 0]];
+  parts.forEach((p, i) => {
+    t.m.write(0x60100 + 0x100 * i, new Uint8Array(p));
+    bufs.push([0x60100 + 0x100 * i, p.length, 0]);
+  });
+  bufs.push([ack, 1, WRITE]);
+  const table = opts.indirect ? 0x62000 : t.rings[2].desc;
+  bufs.forEach(([addr, len, flags], i) => t.setDesc(table, i, addr, len, flags | (i < bufs.length - 1 ? NEXT : 0), i + 1));
+  if (opts.indirect) t.setDesc(t.rings[2].desc, 0, table, 16 * bufs.length, INDIRECT);
+  t.offer(2, 0, opts.kick ?? true);
+  return t.m.readU8(ack) as number;
+}
+
+const le32 = (n: number): number[] => [n & 0xff, (n >>> 8) & 0xff, (n >>> 16) & 0xff, n >>> 24];
+const macTable = (macs: number[][]): number[] => [...le32(macs.length), ...macs.flat()];
+const FOREIGN = [0x52, 0x54, 0, 0x99, 0x99, 0x99];
+const BCAST = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+
+/** Post `n` receive buffers of `size` bytes (descriptors 0..n-1) without a notify. */
+function postRx(t: ReturnType<typeof machine>, n: number, size = 2048, at = 0x100000): void {
+  for (let i = 0; i < n; i++) {
+    t.setDesc(t.rings[0].desc, i, at + i * size, size, WRITE);
+    t.offer(0, i, false);
+  }
+}
+
+/** Frames delivered into the receive ring so far, by the seq rawFrame put in them (2 KiB buffers, 12-byte header). */
+function receivedSeqs(t: ReturnType<typeof machine>, at = 0x100000): number[] {
+  const out: number[] = [];
+  for (let k = 0; k < t.usedIdx(0); k++) out.push(new DataView((t.m.read(at + t.used(0, k).id * 2048 + 12 + 14, 4) as Uint8Array).slice().buffer).getUint32(0));
+  return out;
+}
+
+describe('virtio-net EVENT_IDX on every queue', () => {
+  it('writes the transmit queue avail_event after each run, so a driver that kicks only when it says so gets every frame out', () => {
+    const t = machine();
+    t.bringUp(F.MAC | F.MRG_RXBUF | F.EVENT_IDX);
+    const tx = t.rings[1];
+    let availIdx = 0;
+    let kicks = 0;
+    for (let i = 0; i < 1000; i++) {
+      // Ring full (the device never consumed): the driver would stop its queue here.
+      if (((availIdx - t.usedIdx(1)) & 0xffff) >= Q) break;
+      const d = availIdx % Q;
+      const buf = 0x40000 + d * 128;
+      t.m.write(buf, new Uint8Array(12));
+      t.m.write(buf + 12, rawFrame([2, 0, 0, 0, 0, 1], i));
+      t.setDesc(tx.desc, d, buf, 72, 0);
+      const old = availIdx;
+      t.m.writeU16(tx.avail + 4 + 2 * d, d);
+      availIdx = (availIdx + 1) & 0xffff;
+      t.m.writeU16(tx.avail + 2, availIdx);
+      // vring_need_event(avail_event, new, old), as Linux's virtqueue_kick_prepare.
+      const event = t.m.readU16(tx.availEvent) as number;
+      if (((availIdx - event - 1) & 0xffff) < ((availIdx - old) & 0xffff)) {
+        kicks++;
+        t.vm.io.outw(IO + 0x10, 1);
+      }
+    }
+    t.clock.runUntil(() => t.got.length === 1000, 100);
+    expect(t.got.length).toBe(1000);
+    expect(t.got.map((f) => new DataView(f.buffer, f.byteOffset).getUint32(14))).toEqual(Array.from({ length: 1000 }, (_, i) => i));
+    expect(kicks).toBe(1000); // the device caught up each time and asked for the next one
+    expect(t.m.readU16(tx.availEvent)).toBe(1000);
+    expect(t.failure()).toBeUndefined();
+  });
+
+  it('keeps the receive queue quiet (avail_event behind the device) while it has buffers, and asks for a kick with avail.idx when it holds a frame', () => {
+    const t = machine();
+    t.bringUp(F.MAC | F.MRG_RXBUF | F.EVENT_IDX);
+    postRx(t, 2);
+    expect(t.m.readU16(t.rings[0].availEvent)).toBe(0xffff); // behind index 0: no kicks
+    t.wire.send(rawFrame(MAC, 1));
+    t.clock.runUntil(() => false, 1);
+    expect(t.m.readU16(t.rings[0].availEvent)).toBe(0); // followed the device to index 1
+    t.wire.send(rawFrame(MAC, 2));
+    t.wire.send(rawFrame(MAC, 3));
+    t.clock.runUntil(() => false, 1);
+    expect(t.dev.counters().rxHeldNoBuffer).toBe(1);
+    expect(t.m.readU16(t.rings[0].availEvent)).toBe(2); // kick me when you add entry 2
+    t.setDesc(t.rings[0].desc, 2, 0x100000 + 2 * 2048, 2048, WRITE);
+    t.offer(0, 2);
+    t.clock.runUntil(() => false, 1);
+    expect(receivedSeqs(t)).toEqual([1, 2, 3]);
+  });
+});
+
+describe('virtio-net control queue (CTRL_VQ, CTRL_RX)', () => {
+  it('offers CTRL_VQ, CTRL_RX, CTRL_RX_EXTRA and CTRL_MAC_ADDR, and no CTRL_VLAN', () => {
+    const { vm } = machine();
+    const host = vm.io.inl(IO + 0x00);
+    for (const f of [F.CTRL_VQ, F.CTRL_RX, F.CTRL_RX_EXTRA, F.CTRL_MAC_ADDR]) expect(host & f).toBe(f);
+    expect(host & (1 << 19)).toBe(0);
+  });
+
+  it('promiscuous on: a foreign unicast frame reaches the guest; off: it is filtered again', () => {
+    const t = machine();
+    t.bringUp(F.MAC | F.MRG_RXBUF | F.CTRL_VQ | F.CTRL_RX);
+    postRx(t, 8);
+    t.wire.send(rawFrame(FOREIGN, 1));
+    t.clock.runUntil(() => false, 1);
+    expect(t.usedIdx(0)).toBe(0);
+    expect(ctrl(t, 0, 0, [[1]])).toBe(0); // VIRTIO_NET_CTRL_RX_PROMISC on: VIRTIO_NET_OK
+    expect(t.used(2, 0)).toEqual({ id: 0, len: 1 });
+    t.wire.send(rawFrame(FOREIGN, 2));
+    t.clock.runUntil(() => false, 1);
+    expect(receivedSeqs(t)).toEqual([2]);
+    expect(ctrl(t, 0, 0, [[0]])).toBe(0);
+    t.wire.send(rawFrame(FOREIGN, 3));
+    t.wire.send(rawFrame(MAC, 4));
+    t.clock.runUntil(() => false, 1);
+    expect(receivedSeqs(t)).toEqual([2, 4]);
+    expect(t.dev.counters().rxDropFiltered).toBe(2);
+    expect(t.failure()).toBeUndefined();
+  });
+
+  it('runs the open sequence of Linux virtio_net (indirect, EVENT_IDX): PROMISC off, ALLMULTI off, MAC table; then filters multicast by the table', () => {
+    const t = machine();
+    t.bringUp(F.CSUM | F.GUEST_CSUM | F.MAC | F.GUEST_TSO4 | F.HOST_TSO4 | F.MRG_RXBUF | F.STATUS | F.CTRL_VQ | F.CTRL_RX | F.CTRL_MAC_ADDR | F.INDIRECT | F.EVENT_IDX);
+    postRx(t, 16);
+    const allHosts = [0x01, 0x00, 0x5e, 0, 0, 1];
+    const ipv6AllNodes = [0x33, 0x33, 0, 0, 0, 1];
+    // Each command is kicked only if avail_event asks for it: the device must keep writing it.
+    const kickWanted = () => {
+      const idx = t.m.readU16(t.rings[2].avail + 2) as number;
+      const event = t.m.readU16(t.rings[2].availEvent) as number;
+      return ((idx + 1 - event - 1) & 0xffff) < 1;
+    };
+    for (const [cls, cmd, parts] of [
+      [0, 0, [[0]]],
+      [0, 1, [[0]]],
+      [1, 0, [macTable([]), macTable([ipv6AllNodes, allHosts])]],
+    ] as [number, number, number[][]][]) {
+      expect(kickWanted()).toBe(true);
+      expect(ctrl(t, cls, cmd, parts, { indirect: true, kick: true })).toBe(0);
+    }
+    expect(t.usedIdx(2)).toBe(3);
+    t.wire.send(rawFrame(allHosts, 1));
+    t.wire.send(rawFrame([0x01, 0x00, 0x5e, 0, 0, 0xfb], 2)); // mDNS: not in the table
+    t.wire.send(rawFrame(BCAST, 3));
+    t.wire.send(rawFrame(MAC, 4));
+    t.wire.send(rawFrame(FOREIGN, 5));
+    t.clock.runUntil(() => false, 1);
+    expect(receivedSeqs(t)).toEqual([1, 3, 4]);
+    expect(t.dev.counters().ctrlCommands).toBe(3);
+    expect(t.failure()).toBeUndefined();
+  });
+
+  it('MAC table: unicast entries pass, an over-long table accepts all of its kind; RX_EXTRA NOBCAST/NOUNI; MAC_ADDR_SET moves our own address', () => {
+    const t = machine();
+    t.bringUp(F.MAC | F.MRG_RXBUF | F.CTRL_VQ | F.CTRL_RX | F.CTRL_RX_EXTRA | F.CTRL_MAC_ADDR);
+    postRx(t, 32);
+    const other = [0x02, 0, 0, 0, 0, 0x42];
+    expect(ctrl(t, 1, 0, [macTable([other]), macTable([])])).toBe(0);
+    t.wire.send(rawFrame(other, 1));
+    t.wire.send(rawFrame(FOREIGN, 2));
+    t.clock.runUntil(() => false, 1);
+    expect(receivedSeqs(t)).toEqual([1]);
+    const many = Array.from({ length: 65 }, (_, i) => [0x02, 0, 0, 0, 1, i]);
+    expect(ctrl(t, 1, 0, [macTable(many), macTable([])])).toBe(0);
+    t.wire.send(rawFrame(FOREIGN, 3)); // 65 > 64 entries: every unicast passes (QEMU's uni_overflow)
+    t.clock.runUntil(() => false, 1);
+    expect(ctrl(t, 0, 5, [[1]])).toBe(0); // NOBCAST
+    t.wire.send(rawFrame(BCAST, 4));
+    t.clock.runUntil(() => false, 1);
+    expect(receivedSeqs(t)).toEqual([1, 3]);
+    expect(ctrl(t, 1, 0, [macTable([]), macTable([])])).toBe(0);
+    expect(ctrl(t, 1, 1, [other])).toBe(0); // MAC_ADDR_SET
+    expect([0, 1, 2, 3, 4, 5].map((i) => t.vm.io.inb(IO + 0x14 + i))).toEqual(other);
+    t.wire.send(rawFrame(MAC, 5)); // the old address is just another foreign one now
+    t.wire.send(rawFrame(other, 6));
+    t.clock.runUntil(() => false, 1);
+    expect(ctrl(t, 0, 4, [[1]])).toBe(0); // NOUNI
+    t.wire.send(rawFrame(other, 7));
+    t.clock.runUntil(() => false, 1);
+    expect(receivedSeqs(t)).toEqual([1, 3, 6]);
+    // A device reset restores the power-on address and filter (QEMU's virtio_net_reset).
+    t.vm.io.outb(IO + 0x12, 0);
+    expect([0, 1, 2, 3, 4, 5].map((i) => t.vm.io.inb(IO + 0x14 + i))).toEqual(MAC);
+    expect(t.failure()).toBeUndefined();
+  });
+
+  it('answers VIRTIO_NET_ERR to unknown, malformed and not-negotiated commands, leaving the filter as it was', () => {
+    const t = machine();
+    t.bringUp(F.MAC | F.MRG_RXBUF | F.CTRL_VQ | F.CTRL_RX);
+    postRx(t, 8);
+    expect(ctrl(t, 7, 0, [[1]])).toBe(1); // no such class
+    expect(ctrl(t, 0, 9, [[1]])).toBe(1); // no such RX command
+    expect(ctrl(t, 0, 0, [[1, 1]])).toBe(1); // PROMISC takes one byte
+    expect(ctrl(t, 0, 0, [])).toBe(1);
+    expect(ctrl(t, 0, 2, [[1]])).toBe(1); // ALLUNI: CTRL_RX_EXTRA not negotiated
+    expect(ctrl(t, 1, 1, [FOREIGN])).toBe(1); // MAC_ADDR_SET: CTRL_MAC_ADDR not negotiated
+    expect(ctrl(t, 1, 0, [le32(0xffffffff), macTable([])])).toBe(1); // entries beyond the data
+    expect(ctrl(t, 1, 0, [macTable([FOREIGN])])).toBe(1); // multicast table missing
+    expect(ctrl(t, 1, 0, [macTable([FOREIGN]), macTable([]), [0]])).toBe(1); // trailing byte
+    t.wire.send(rawFrame(FOREIGN, 1));
+    t.clock.runUntil(() => false, 1);
+    expect(t.usedIdx(0)).toBe(0);
+    expect(t.dev.counters().ctrlErrors).toBe(9);
+    expect(t.failure()).toBeUndefined();
+  });
+
+  it('answers ERR to RX commands when CTRL_RX was not negotiated', () => {
+    const t = machine();
+    t.bringUp(F.MAC | F.MRG_RXBUF | F.CTRL_VQ);
+    expect(ctrl(t, 0, 0, [[1]])).toBe(1);
+  });
+
+  it('fail-stops on a command chain without an ack byte or header, and on CTRL_RX without CTRL_VQ', () => {
+    const a = machine();
+    a.bringUp(F.MAC | F.MRG_RXBUF | F.CTRL_VQ | F.CTRL_RX);
+    a.m.write(0x60000, new Uint8Array([0, 0, 1]));
+    a.setDesc(a.rings[2].desc, 0, 0x60000, 3, 0); // no writable ack
+    a.offer(2, 0);
+    expect(a.failure()).toMatch(/control queue: command chain \(head 0\) has 3 readable and 0 writable bytes/);
+    expect(a.vm.state).toBe('running');
+    const b = machine();
+    b.bringUp(F.MAC | F.MRG_RXBUF | F.CTRL_VQ | F.CTRL_RX);
+    b.setDesc(b.rings[2].desc, 0, 0x61000, 1, WRITE); // ack only, no header
+    b.offer(2, 0);
+    expect(b.failure()).toMatch(/has 0 readable and 1 writable/);
+    const c = machine();
+    c.vm.io.outl(IO + 0x04, F.MAC | F.CTRL_RX);
+    expect(c.failure()).toMatch(/without VIRTIO_NET_F_CTRL_VQ/);
+  });
+});
+
+/** A TSO packet on the transmit queue: header (GSO_TCPV4, gso_size) and frame in one buffer at `at`. */
+function writeTso(t: ReturnType<typeof machine>, at: number, payload: number, gsoSize: number): number {
+  const hdr = new Uint8Array(12);
+  const hv = new DataView(hdr.buffer);
+  hv.setUint8(1, 1); // GSO_TCPV4
+  hv.setUint16(2, 54, true);
+  hv.setUint16(4, gsoSize, true);
+  const frame = tcpSegment(payload);
+  t.m.write(at, hdr);
+  t.m.write(at + 12, frame);
+  return 12 + frame.length;
+}
+
+describe('virtio-net transmit bounds', () => {
+  const TSO = F.MAC | F.MRG_RXBUF | F.CSUM | F.HOST_TSO4;
+
+  it('drops and counts a TSO packet whose gso_size is below 48 or does not fit the MTU with its headers', () => {
+    const t = machine();
+    t.bringUp(TSO);
+    const tx = t.rings[1].desc;
+    const sizes = [1, 47, 1461, 48, 1460];
+    sizes.forEach((g, i) => {
+      const len = writeTso(t, 0x100000 + i * 0x1000, 1000, g);
+      t.setDesc(tx, i, 0x100000 + i * 0x1000, len, 0);
+      t.offer(1, i, false);
+    });
+    t.vm.io.outw(IO + 0x10, 1);
+    t.clock.runUntil(() => false, 1);
+    expect(t.dev.counters().txDropGsoSize).toBe(3);
+    // 1000 bytes in 48-byte segments (21) and in one 1460-byte segment.
+    expect(t.got.length).toBe(21 + 1);
+    expect(t.usedIdx(1)).toBe(5); // every chain is given back, dropped or not
+    expect(t.failure()).toBeUndefined();
+  });
+
+  it('drops and counts a plain frame longer than Ethernet allows (a virtio chain may be 64 KiB); 1518 bytes still go', () => {
+    const t = machine();
+    t.bringUp(TSO);
+    const tx = t.rings[1].desc;
+    t.m.write(0x100000, new Uint8Array(12));
+    t.m.write(0x100000 + 12, rawFrame([2, 0, 0, 0, 0, 1], 1, 3000));
+    t.setDesc(tx, 0, 0x100000, 12 + 3000, 0);
+    t.m.write(0x110000, new Uint8Array(12));
+    t.m.write(0x110000 + 12, rawFrame([2, 0, 0, 0, 0, 1], 2, 1518));
+    t.setDesc(tx, 1, 0x110000, 12 + 1518, 0);
+    t.offer(1, 0, false);
+    t.offer(1, 1);
+    t.clock.runUntil(() => false, 1);
+    expect(t.got.map((f) => f.length)).toEqual([1518]);
+    expect(t.dev.counters().txDropOversize).toBe(1);
+    expect(t.usedIdx(1)).toBe(2);
+  });
+
+  it('bounds the work of one notify: 256 TSO chains go out over several clock turns, the lab runs in between, nothing is lost', () => {
+    const t = machine();
+    t.bringUp(TSO);
+    const tx = t.rings[1].desc;
+    // One 64 KB packet (45 segments of 1460) shared by all 256 chains: the device only reads it.
+    const len = writeTso(t, 0x100000, 65_000, 1460);
+    for (let i = 0; i < Q; i++) {
+      t.setDesc(tx, i, 0x100000, len, 0);
+      t.offer(1, i, false);
+    }
+    let framesWhenOtherWorkRan = -1;
+    t.clock.setTimer(0, () => (framesWhenOtherWorkRan = t.dev.counters().txFrames));
+    const started = performance.now();
+    t.vm.io.outw(IO + 0x10, 1);
+    const notifyMs = performance.now() - started;
+    const inNotify = t.dev.counters().txFrames;
+    expect(inNotify).toBeGreaterThanOrEqual(512);
+    expect(inNotify).toBeLessThanOrEqual(512 + 45);
+    t.clock.runUntil(() => t.got.length === Q * 45, 1000);
+    expect(t.got.length).toBe(Q * 45);
+    expect(framesWhenOtherWorkRan).toBeLessThan(Q * 45);
+    expect(t.dev.counters().txDeferred).toBeGreaterThan(10);
+    expect(t.usedIdx(1)).toBe(Q);
+    expect(t.wire.stats.rxDrops + t.nicEnd.stats.txDrops).toBe(0);
+    expect(notifyMs).toBeLessThan(2000);
+  });
+});
+
+describe('virtio-net receive: nothing unreceivable is held', () => {
+  it('drops a GSO frame no ring of the posted buffers could hold, instead of holding it (and every frame behind it) forever', () => {
+    const t = machine(); // the link holds frames the NIC answers 'busy'
+    t.bringUp(F.MAC | F.MRG_RXBUF | F.GUEST_CSUM | F.GUEST_TSO4);
+    // 64-byte buffers: a full ring of them holds 16 KiB, a 60 KB segment never fits.
+    for (let i = 0; i < 4; i++) {
+      t.setDesc(t.rings[0].desc, i, 0x100000 + i * 64, 64, WRITE);
+      t.offer(0, i, false);
+    }
+    t.wire.send(tcpSegment(60_000));
+    t.wire.send(udpFrame([1, 2, 3]));
+    t.clock.runUntil(() => false, 5);
+    expect(t.dev.counters().rxDropTooBig).toBe(1);
+    expect(t.dev.counters().rxHeldNoBuffer).toBe(0);
+    expect(t.dev.counters().rxFrames).toBe(1);
+    expect(t.usedIdx(0)).toBe(1);
+    expect(t.used(0, 0).len).toBe(12 + 45);
+  });
+
+  it('still holds a frame that fits once the driver adds buffers', () => {
+    const t = machine();
+    t.bringUp(F.MAC | F.MRG_RXBUF | F.GUEST_CSUM | F.GUEST_TSO4);
+    postRx(t, 2, 2048);
+    t.wire.send(tcpSegment(10_000)); // needs 5 buffers of 2 KiB
+    t.clock.runUntil(() => false, 5);
+    expect(t.dev.counters().rxHeldNoBuffer).toBe(1);
+    for (let i = 2; i < 5; i++) {
+      t.setDesc(t.rings[0].desc, i, 0x100000 + i * 2048, 2048, WRITE);
+      t.offer(0, i);
+    }
+    t.clock.runUntil(() => false, 5);
+    expect(t.dev.counters().rxGsoFrames).toBe(1);
+    expect(t.usedIdx(0)).toBe(5);
+  });
+
+  it('drops and counts a runt shorter than an Ethernet header', () => {
+    const t = machine();
+    t.bringUp();
+    postRx(t, 2);
+    // A port that hands over whatever it is given (a TAP may read anything).
+    let deliver: ((f: Uint8Array) => unknown) | null = null;
+    t.dev.attach({ name: 'raw', stats: t.nicEnd.stats, send: () => true, setReceiver: (r) => void (deliver = r) });
+    expect(deliver!(new Uint8Array(10))).toBe(false);
+    expect(t.dev.counters().rxDropRunt).toBe(1);
+    expect(t.usedIdx(0)).toBe(0);
+    expect(t.failure()).toBeUndefined();
+  });
+});
+
+describe('virtio-net guards its own timer and frame delivery', () => {
+  it('a throw in the deferred transmit run fail-stops the device, naming the path; the clock and the VM go on', () => {
+    const t = machine();
+    t.bringUp(F.MAC | F.MRG_RXBUF | F.CSUM | F.HOST_TSO4);
+    let sends = 0;
+    // A port whose far side breaks mid-burst (a bug there must not end the lab).
+    t.dev.attach({
+      name: 'breaks',
+      stats: t.nicEnd.stats,
+      send: () => {
+        if (++sends === 600) throw new Error('backend exploded');
+        return true;
+      },
+      setReceiver: () => {},
+    });
+    const len = writeTso(t, 0x100000, 65_000, 1460);
+    for (let i = 0; i < Q; i++) {
+      t.setDesc(t.rings[1].desc, i, 0x100000, len, 0);
+      t.offer(1, i, false);
+    }
+    t.vm.io.outw(IO + 0x10, 1);
+    expect(t.failure()).toBeUndefined(); // the first run stays under 600 frames
+    let later = false;
+    t.clock.setTimer(5, () => (later = true));
+    expect(() => t.clock.runUntil(() => later, 10)).not.toThrow();
+    expect(t.failure()).toMatch(/transmit timer: backend exploded/);
+    expect(t.dev.state).toBe('stopped');
+    expect(t.vm.state).toBe('running');
+    expect(later).toBe(true);
+  });
+
+  it('a throw while delivering a received frame fail-stops the device instead of reaching the link', () => {
+    const t = machine();
+    t.bringUp();
+    postRx(t, 2);
+    // Guest memory that throws on a write stands in for any bug on the receive path.
+    const m = t.vm.memory as unknown as { write: (...a: unknown[]) => unknown };
+    m.write = () => {
+      throw new Error('dma bug');
+    };
+    expect(() => {
+      t.wire.send(rawFrame(MAC, 1));
+      t.clock.runUntil(() => false, 1);
+    }).not.toThrow();
+    expect(t.failure()).toMatch(/receive: dma bug/);
+    expect(t.vm.state).toBe('running');
   });
 });

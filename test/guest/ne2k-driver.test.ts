@@ -6,6 +6,7 @@ import { parseVmConfig } from '../../src/config/parse.js';
 import { Logger, memorySink } from '../../src/log.js';
 import { createDeviceRegistry } from '../../src/registry.js';
 import { startGuestVm } from '../../lab/guest-vm.js';
+import { LearningSwitch } from '../../lab/switch.js';
 import { createNe2000 } from '../../src/devices/ne2000.js';
 import { ne2kDriver, type Ne2kPort } from '../../src/guest/drivers/ne2k.js';
 import { echoExchange, sha256 } from '../net/tcp-io.js';
@@ -149,6 +150,66 @@ describe('ne2k-pci driver on the NE2000 model, in a VM', () => {
     expect(g.inbox.map((f) => f[14])).toEqual(Array.from({ length: 40 }, (_, i) => i));
     expect(g.netdev.driverStats.rxOverruns).toBe(0);
     expect(g.nic().rxDropOverflow).toBe(0);
+  });
+
+  it('writes BNRY = PSTART − 1 when the ring wraps exactly, as Linux\'s ei_receive does, and goes on receiving', () => {
+    const g = bareGuest();
+    // 1000-byte frames take 4 pages; the 52-page ring wraps exactly after every 13th.
+    for (let i = 0; i < 39; i++) {
+      g.wire.send(frame(MAC, 1000, i));
+      g.run(1);
+    }
+    expect(g.inbox.map((f) => f[14])).toEqual(Array.from({ length: 39 }, (_, i) => i));
+    // The 13th, 26th and 39th frames ended at PSTOP: the last BNRY write was PSTART − 1.
+    g.kernel.hw.outb(0xc000, 0x22);
+    expect(g.kernel.hw.inb(0xc000 + 0x03)).toBe(0x4b);
+    expect(g.netdev.driverStats.rxBadHeaders).toBe(0);
+    expect(g.vm.failures.size).toBe(0);
+  });
+
+  it('a giant frame from the wire (over 1518 bytes, or over the whole ring) is dropped; ping is still answered', async () => {
+    const g = testGuest({ nicClass: 'NE2000', extraClasses: { NE2000: createNe2000 }, drivers: [ne2kDriver] });
+    const host = hostOn(g.clock, g.wire);
+    const mac = [...g.vm.nics()[0]!.mac];
+    for (const len of [1642, 20_000, 65_535]) g.wire.send(frame(mac, len, len));
+    g.clock.runUntil(() => false, 10);
+    const p = host.ping(ip('10.0.0.2'), 1, 56, 500);
+    g.clock.runUntil(() => false, 600);
+    expect(await p).not.toBeNull();
+    expect(g.vm.nics()[0]!.counters()).toMatchObject({ rxDropGiant: 3, rxHeldRingFull: 0 });
+    expect(g.vm.failures.size).toBe(0);
+  });
+
+  it('a careless guest\'s 32 KiB transmit never reaches its neighbour across the switch: the neighbour still answers ping', async () => {
+    const clock = new VirtualClock();
+    const guest = (name: string, addr: string, mac: string) => testGuest({ clock, nicClass: 'NE2000', extraClasses: { NE2000: createNe2000 }, drivers: [ne2kDriver], name, ip: addr, mac });
+    const a = guest('vma', '10.0.0.2', '52:54:00:00:00:0a');
+    const b = guest('vmb', '10.0.0.3', '52:54:00:00:00:0b');
+    const sw = new LearningSwitch(clock);
+    sw.attach(a.wire, 'a');
+    sw.attach(b.wire, 'b');
+    // Guest A, bypassing its driver: B's MAC into card RAM at 0x4000 by remote DMA (word mode),
+    // then TBCR = 0x8000 from page 0x40 — the whole packet RAM as one "frame".
+    const hw = a.kernel.hw;
+    const io = a.vm.describe().find((d) => d.id === 'net0')!.ports[0]!.base;
+    hw.outb(io, 0x22);
+    hw.outb(io + 0x0a, 6);
+    hw.outb(io + 0x0b, 0);
+    hw.outb(io + 0x08, 0x00);
+    hw.outb(io + 0x09, 0x40);
+    hw.outb(io, 0x12);
+    for (const w of [0x5452, 0x0000, 0x0b00]) hw.outw(io + 0x10, w);
+    hw.outb(io + 0x07, 0x40);
+    hw.outb(io + 0x04, 0x40);
+    hw.outb(io + 0x05, 0x00);
+    hw.outb(io + 0x06, 0x80);
+    hw.outb(io, 0x26);
+    clock.runUntil(() => false, 10);
+    const p = a.net.stack.ping(ip('10.0.0.3'), 1, 56, 500);
+    clock.runUntil(() => false, 600);
+    expect(await p).not.toBeNull();
+    expect(a.vm.nics()[0]!.counters().txDropGiant).toBe(1);
+    expect(a.vm.failures.size + b.vm.failures.size).toBe(0);
   });
 
   it('carries the guest network: ARP, ping and 1 MB echoed over TCP byte-exact', async () => {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { DmaFault, GuestMemory, isDmaFault } from '../../src/vmm/memory.js';
+import { DmaFault, GuestRam, isDmaFault } from '../../src/vmm/memory.js';
 
-describe('GuestMemory', () => {
-  const mem = new GuestMemory(4096);
+describe('GuestRam', () => {
+  const mem = new GuestRam(4096);
 
   it('reads back little-endian values it wrote', () => {
     expect(mem.writeU32(16, 0x11223344)).toBe(true);
@@ -36,5 +36,19 @@ describe('GuestMemory', () => {
     expect(mem.writeU32(4092, 0xdeadbeef)).toBe(true);
     expect(mem.readU32(4092)).toBe(0xdeadbeef);
     expect(mem.readU32(4093)).toBeInstanceOf(DmaFault);
+  });
+});
+
+describe('GuestMemory write path', () => {
+  it('writeWith lets a DMA engine fill guest memory in place, and calls nothing when out of range', () => {
+    const mem = new GuestRam(4096);
+    expect(mem.writeWith(200, 4, (dst) => dst.set([9, 8, 7, 6]))).toBe(true);
+    expect(mem.readU32(200)).toBe(0x06070809);
+    let called = false;
+    const r = mem.writeWith(4094, 4, () => void (called = true));
+    expect(r).toBeInstanceOf(DmaFault);
+    expect(called).toBe(false);
+    expect(mem.writeWith(-4, 4, () => void (called = true))).toBeInstanceOf(DmaFault);
+    expect(called).toBe(false);
   });
 });

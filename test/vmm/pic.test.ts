@@ -80,3 +80,22 @@ describe('8259A pair', () => {
     expect(pic.intr()).toBe(false);
   });
 });
+
+describe('8259A and ELCR as 8-bit devices', () => {
+  it('a word access is one byte per port: outw 0x4D0 sets both ELCRs, inw 0x20 reads IRR then IMR', () => {
+    const { bus } = initialised();
+    bus.outw(0x4d0, 0x0e20);
+    expect(bus.inb(0x4d0)).toBe(0x20);
+    expect(bus.inb(0x4d1)).toBe(0x0e);
+    expect(bus.inw(0x4d0)).toBe(0x0e20);
+    expect(bus.inw(0x20) >> 8).toBe(0xfb); // IMR as initialised
+  });
+
+  it('an IRQ number outside 0-15 is refused, not folded into another register', () => {
+    const { pic } = initialised();
+    expect(() => pic.setIrq(16, true)).toThrow(/IRQ 16 does not exist/);
+    expect(() => pic.setIrq(-1, true)).toThrow(RangeError);
+    expect(() => pic.line(99).raise()).toThrow(RangeError);
+    expect(pic.intr()).toBe(false);
+  });
+});

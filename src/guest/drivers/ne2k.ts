@@ -96,6 +96,10 @@ export class Ne2kPort extends NetDriverPort {
   readonly driverStats = {
     interrupts: 0,
     rxErrors: 0,
+    /** Headers whose length is not an Ethernet frame's (Linux: rx_length_errors). */
+    rxLengthErrors: 0,
+    /** Headers whose next-page pointer disagrees with their length: the ring was skipped to CURR. */
+    rxBadHeaders: 0,
     rxOverruns: 0,
     rxMissed: 0,
     rxFrameErrors: 0,
@@ -264,6 +268,7 @@ export class Ne2kPort extends NetDriverPort {
       }
     }
     this.driverStats.dmaTimeouts++;
+    if (this.dbg.on) this.dbg.debug(`${this.name}: dmaTimeouts`);
     return false;
   }
 
@@ -275,6 +280,7 @@ export class Ne2kPort extends NetDriverPort {
     if (!free || this.txQueue.length > 0) {
       if (this.txQueue.length >= TX_QUEUE_LIMIT) {
         this.driverStats.txQueueDrops++;
+        if (this.dbg.on) this.dbg.debug(`${this.name}: txQueueDrops`);
         return false;
       }
       this.txQueue.push(frame);
@@ -343,6 +349,7 @@ export class Ne2kPort extends NetDriverPort {
       if (raw === 0xff) break; // the card is gone
       const isr = raw & 0x7f;
       this.driverStats.interrupts++;
+      if (this.dbg.on) this.dbg.debug(`${this.name}: interrupt, ISR 0x${isr.toString(16).padStart(2, '0')}`);
       if (isr & ISR_OVER) {
         this.rxOverrun();
       } else if (isr & (ISR_RX | ISR_RX_ERR)) {
@@ -377,7 +384,11 @@ export class Ne2kPort extends NetDriverPort {
     this.driverStats.rxMissed += hw.inb(io + CNTR2);
   }
 
-  /** ei_receive: take packets from BNRY+1 up to CURR; each begins with the chip's 4-byte header. */
+  /**
+   * ei_receive: take packets from BNRY+1 up to CURR; each begins with the chip's 4-byte header.
+   * BNRY is written as Linux's 8390 core writes it — next − 1, which is PSTART − 1 when the next
+   * packet starts at PSTART — so the model's handling of that value is exercised on every wrap.
+   */
   private receive(): void {
     const { hw, io } = this;
     const ringPages = RX_STOP_PAGE - RX_START_PAGE;
@@ -393,19 +404,27 @@ export class Ne2kPort extends NetDriverPort {
       const next = hdr[1]!;
       const count = hdr[2]! | (hdr[3]! << 8);
       const len = count - 4; // the chip's count includes the FCS
-      // The next-page pointer must agree with the length the header gives.
-      const pages = (count + 4 + 255) >> 8;
-      const expected = frame + pages >= RX_STOP_PAGE ? frame + pages - ringPages : frame + pages;
-      if (next < RX_START_PAGE || next >= RX_STOP_PAGE || next !== expected || len < ETH_ZLEN || len > 1518) {
-        // A header we cannot trust: the ring pointers and we disagree. Start the ring afresh.
+      // The next-page pointer must agree with the length (Linux allows one page of slack).
+      const expected = frame + 1 + (count >> 8);
+      const fits = [expected, expected + 1, expected - ringPages, expected + 1 - ringPages].includes(next);
+      if (!fits || next < RX_START_PAGE || next >= RX_STOP_PAGE) {
+        // A header we cannot trust: skip everything up to where the chip writes next.
         this.driverStats.rxErrors++;
-        this.resetRing();
-        return;
+        if (this.dbg.on) this.dbg.debug(`${this.name}: rxErrors`);
+        this.driverStats.rxBadHeaders++;
+        if (this.dbg.on) this.dbg.debug(`${this.name}: rxBadHeaders`);
+        hw.outb(io + BNRY, curr - 1);
+        continue;
       }
       let data: Uint8Array | null = null;
-      if ((status & 0x0f) === RSR_RXOK) data = this.remoteRead((frame << 8) + 4, len);
+      if (len < ETH_ZLEN || len > 1518) {
+        this.driverStats.rxErrors++;
+        if (this.dbg.on) this.dbg.debug(`${this.name}: rxErrors`);
+        this.driverStats.rxLengthErrors++;
+        if (this.dbg.on) this.dbg.debug(`${this.name}: rxLengthErrors`);
+      } else if ((status & 0x0f) === RSR_RXOK) data = this.remoteRead((frame << 8) + 4, len);
       else this.driverStats.rxErrors++;
-      hw.outb(io + BNRY, next === RX_START_PAGE ? RX_STOP_PAGE - 1 : next - 1);
+      hw.outb(io + BNRY, next - 1);
       if (data) this.received.push(data);
     }
   }
@@ -418,6 +437,7 @@ export class Ne2kPort extends NetDriverPort {
   private rxOverrun(): void {
     const { hw, io } = this;
     this.driverStats.rxOverruns++;
+    if (this.dbg.on) this.dbg.debug(`${this.name}: rxOverruns`);
     const wasTxing = (hw.inb(io + CR) & CR_TRANS) !== 0;
     hw.outb(io + CR, CR_NODMA | CR_PAGE0 | CR_STOP);
     hw.outb(io + RBCR0, 0);
@@ -431,20 +451,15 @@ export class Ne2kPort extends NetDriverPort {
     hw.outb(io + TCR, TCR_NORMAL);
     if (mustResend) {
       this.driverStats.txResends++;
+      if (this.dbg.on) this.dbg.debug(`${this.name}: txResends`);
       hw.outb(io + CR, CR_NODMA | CR_PAGE0 | CR_START | CR_TRANS);
     }
-  }
-
-  /** Re-initialise the ring (what 8390 does for a bogus header): frames in it are lost. */
-  private resetRing(): void {
-    this.driverStats.ringResets++;
-    this.start();
-    this.refill();
   }
 
   /** A remote write that never completed: the chip is wedged; reset and reprogram it. */
   private recover(): void {
     this.driverStats.ringResets++;
+    if (this.dbg.on) this.dbg.debug(`${this.name}: ringResets`);
     this.resetChip();
     this.start();
   }
@@ -460,10 +475,13 @@ export const ne2kDriver: GuestDriver = {
   attach(kernel: GuestKernel, dev: PciDeviceInfo): BoundDriver | { error: string } {
     const bar = dev.bars[0];
     if (!bar || bar.kind !== 'io') return { error: 'BAR0 is not an I/O BAR' };
+    const dbg = kernel.debug('ne2k-pci');
+    if (dbg.on) dbg.debug(`probe 00:${dev.slot.toString(16).padStart(2, '0')}.${dev.fn} [${dev.vendorId.toString(16).padStart(4, '0')}:${dev.deviceId.toString(16).padStart(4, '0')}] BAR0 ${bar.kind} 0x${bar.base.toString(16)} IRQ ${dev.irq ?? 'none'}`);
     // pci_enable_device: I/O decode only — the card never masters the bus.
     const cmd = kernel.pciAccess.read16(dev, 0x04);
     kernel.pciAccess.write16(dev, 0x04, cmd | 0x1);
     const port = new Ne2kPort('eth?', kernel.hw, bar.base);
+    port.dbg = dbg;
     const err = port.probe();
     if (err) return { error: err };
     port.start();

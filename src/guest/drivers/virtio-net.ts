@@ -10,6 +10,10 @@ import { NetDriverPort } from '../net-driver.js';
  * (the device fixes its size; we hand over a page frame number), receive buffers posted before
  * DRIVER_OK. Transmit completions are reaped on the next transmit with their interrupts
  * suppressed (as virtio_net's start_xmit does); receive completions arrive by interrupt.
+ * With VIRTIO_RING_F_EVENT_IDX it notifies the device only when the device's avail_event says so
+ * (vring_need_event, as Linux's virtqueue_kick_prepare), so the built-in tests exercise the rule
+ * a device model must keep for Linux. With CTRL_VQ + CTRL_RX it programs the receive filter over
+ * the control queue (promiscuous, all-multicast), waiting for the answer as virtnet_send_command.
  * Everything here comes from the virtio spec; the driver knows nothing of the device model.
  */
 const VIRTIO_PCI_HOST_FEATURES = 0x00;
@@ -44,14 +48,30 @@ const LARGE_TX_BUFFERS = 16;
 const LARGE_TX_PACKET = 65536;
 const F_MRG_RXBUF = 15;
 const F_STATUS = 16;
+const F_CTRL_VQ = 17;
+const F_CTRL_RX = 18;
+const F_EVENT_IDX = 29;
 const NET_S_LINK_UP = 1;
 
+const DESC_F_NEXT = 1;
 const DESC_F_WRITE = 2;
 const AVAIL_F_NO_INTERRUPT = 1;
 const USED_F_NO_NOTIFY = 1;
 
 const RX_QUEUE = 0;
 const TX_QUEUE = 1;
+const CTRL_QUEUE = 2;
+/** virtio_net_ctrl classes and commands (§5.1.6.5), and the ack. */
+const CTRL_RX = 0;
+const CTRL_RX_PROMISC = 0;
+const CTRL_RX_ALLMULTI = 1;
+const CTRL_OK = 0;
+/**
+ * How many times we look at the control queue's used ring for the answer. The device answers
+ * within the notify on every implementation we know; a device that does not is broken, and the
+ * bound keeps the guest from spinning forever where Linux would (virtnet_send_command).
+ */
+const CTRL_POLLS = 1000;
 /** Largest frame we send or expect in one buffer: Ethernet with a VLAN tag, no FCS. */
 const MAX_PACKET = 1518;
 /** Receive buffers with MRG_RXBUF: a frame larger than one spans several (num_buffers). */
@@ -67,6 +87,8 @@ class DriverRing {
   private readonly usedOff: number;
   /** Free-running 16-bit indices: ours for avail, how far we have read used. */
   private availIdx = 0;
+  /** avail.idx when we last decided whether to notify (vring_need_event's old index). */
+  private kickedIdx = 0;
   lastUsed = 0;
 
   constructor(
@@ -84,13 +106,13 @@ class DriverRing {
     return align(used + 6 + 8 * size, VIRTIO_PCI_VRING_ALIGN);
   }
 
-  setDesc(i: number, addr: number, len: number, flags: number): void {
+  setDesc(i: number, addr: number, len: number, flags: number, next = 0): void {
     const at = 16 * i;
     this.dv.setUint32(at, addr >>> 0, true);
     this.dv.setUint32(at + 4, Math.floor(addr / 2 ** 32), true);
     this.dv.setUint32(at + 8, len, true);
     this.dv.setUint16(at + 12, flags, true);
-    this.dv.setUint16(at + 14, 0, true);
+    this.dv.setUint16(at + 14, next, true);
   }
 
   /** Put a chain head in the available ring; visible to the device after `publish`. */
@@ -107,9 +129,24 @@ class DriverRing {
     this.dv.setUint16(this.availOff, flags, true);
   }
 
-  /** The device asked not to be notified (VRING_USED_F_NO_NOTIFY). */
-  get notifySuppressed(): boolean {
-    return (this.dv.getUint16(this.usedOff, true) & USED_F_NO_NOTIFY) !== 0;
+  /**
+   * Whether the device wants a notify for what was added since the last call: with EVENT_IDX when
+   * the new entries reach avail_event (the last word of the used ring, vring_need_event: the
+   * 16-bit distance from avail_event to the new index is within what was added), otherwise unless
+   * the device set VRING_USED_F_NO_NOTIFY.
+   */
+  kickNeeded(eventIdx: boolean): boolean {
+    const old = this.kickedIdx;
+    const now = this.availIdx;
+    this.kickedIdx = now;
+    if (!eventIdx) return (this.dv.getUint16(this.usedOff, true) & USED_F_NO_NOTIFY) === 0;
+    const event = this.dv.getUint16(this.usedOff + 4 + 8 * this.size, true);
+    return ((now - event - 1) & 0xffff) < ((now - old) & 0xffff);
+  }
+
+  /** EVENT_IDX: interrupt when the device's used index passes `idx` (used_event, after avail.ring). */
+  setUsedEvent(idx: number): void {
+    this.dv.setUint16(this.availOff + 4 + 2 * this.size, idx & 0xffff, true);
   }
 
   /** Used entries not yet read; null when the device's index is impossible. */
@@ -140,13 +177,16 @@ export class VirtioNetPort extends NetDriverPort {
   private readonly hdrLen: number;
   private rx!: DriverRing;
   private tx!: DriverRing;
+  /** The control queue and its one command buffer (header, data, ack), when CTRL_VQ was agreed. */
+  private ctrl: DriverRing | null = null;
+  private ctrlBuf: DmaRegion | null = null;
   private rxBufSize = 0;
   private rxBufs!: DmaRegion;
   private txBufs!: DmaRegion;
   private txBufSize = 0;
   /** Transmit descriptors not in flight (one descriptor and one buffer per packet). */
   private txFree: number[] = [];
-  readonly driverStats = { interrupts: 0, configChanges: 0, rxErrors: 0, txErrors: 0, txRingFull: 0, txLarge: 0, kicks: 0, kicksSuppressed: 0 };
+  readonly driverStats = { interrupts: 0, configChanges: 0, rxErrors: 0, txErrors: 0, txRingFull: 0, txLarge: 0, kicks: 0, kicksSuppressed: 0, ctrlCommands: 0, ctrlErrors: 0 };
 
   constructor(
     name: string,
@@ -155,8 +195,10 @@ export class VirtioNetPort extends NetDriverPort {
     hostFeatures: number,
   ) {
     super(name);
-    const wanted = bit(F_MAC) | bit(F_STATUS) | bit(F_MRG_RXBUF);
+    const wanted = bit(F_MAC) | bit(F_STATUS) | bit(F_MRG_RXBUF) | bit(F_EVENT_IDX) | bit(F_CTRL_VQ);
     let features = (hostFeatures & wanted) >>> 0;
+    // The receive filter commands travel on the control queue (§5.1.3.1).
+    if (features & bit(F_CTRL_VQ) && hostFeatures & bit(F_CTRL_RX)) features = (features | bit(F_CTRL_RX)) >>> 0;
     // Large receives (virtnet_probe's GUEST_TSO4): TCP segments up to 64 KiB in one packet across
     // merged buffers. They need GUEST_CSUM too (§5.1.3.1) and, for us, MRG_RXBUF to land anywhere.
     const large = bit(F_GUEST_TSO4) | bit(F_GUEST_CSUM);
@@ -206,6 +248,16 @@ export class VirtioNetPort extends NetDriverPort {
     if (typeof tx === 'string') return tx;
     this.rx = rx;
     this.tx = tx;
+    if (this.has(F_CTRL_VQ)) {
+      const ctrl = this.setupQueue(kernel, CTRL_QUEUE);
+      if (typeof ctrl === 'string') return ctrl;
+      this.ctrlBuf = kernel.dma.alloc(64, 64);
+      if (!this.ctrlBuf) return 'out of DMA memory for the control queue';
+      this.ctrl = ctrl;
+      // Answers are polled for, as Linux does (its control queue has no callback): no interrupts.
+      ctrl.setAvailFlags(AVAIL_F_NO_INTERRUPT);
+      ctrl.setUsedEvent(0x8000);
+    }
     // With mergeable buffers the header counts as part of the first buffer's data.
     this.rxBufSize = this.has(F_MRG_RXBUF) ? MRG_RX_BUF : this.hdrLen + MAX_PACKET;
     this.txBufSize = this.hdrLen + MAX_PACKET;
@@ -221,8 +273,10 @@ export class VirtioNetPort extends NetDriverPort {
     }
     rx.publish();
     this.kick(rx, RX_QUEUE);
-    // Transmit completions are reaped on the next transmit: no interrupt needed for them.
+    // Transmit completions are reaped on the next transmit: no interrupt needed for them. With
+    // EVENT_IDX the flag is not looked at; used_event half the index space ahead says the same.
     tx.setAvailFlags(AVAIL_F_NO_INTERRUPT);
+    tx.setUsedEvent(tx.lastUsed + 0x8000);
     this.txFree = Array.from({ length: tx.size }, (_, i) => tx.size - 1 - i);
     this.largeOf = new Int16Array(tx.size).fill(-1);
     return null;
@@ -248,11 +302,13 @@ export class VirtioNetPort extends NetDriverPort {
 
   /** Notify the device about new buffers unless it said it does not need to hear. */
   private kick(ring: DriverRing, queue: number): void {
-    if (ring.notifySuppressed) {
+    if (!ring.kickNeeded(this.has(F_EVENT_IDX))) {
       this.driverStats.kicksSuppressed++;
+      if (this.dbg.on) this.dbg.debug(`${this.name}: kicksSuppressed`);
       return;
     }
     this.driverStats.kicks++;
+    if (this.dbg.on) this.dbg.debug(`${this.name}: kicks`);
     this.hw.outw(this.io + VIRTIO_PCI_QUEUE_NOTIFY, queue);
   }
 
@@ -262,6 +318,7 @@ export class VirtioNetPort extends NetDriverPort {
     const i = this.txFree.pop();
     if (i === undefined) {
       this.driverStats.txRingFull++;
+      if (this.dbg.on) this.dbg.debug(`${this.name}: txRingFull`);
       return false;
     }
     const off = i * this.txBufSize;
@@ -287,12 +344,14 @@ export class VirtioNetPort extends NetDriverPort {
     const isTcp4 = frame.length <= LARGE_TX_PACKET && frame[12] === 0x08 && frame[13] === 0x00 && frame[14]! >> 4 === 4 && frame[23] === 6 && frame.length >= tcpAt + 20;
     if (!this.largeTx || !isTcp4) {
       this.driverStats.txErrors++;
+      if (this.dbg.on) this.dbg.debug(`${this.name}: txErrors`);
       return false;
     }
     this.reapTx();
     const i = this.txFree.length > 0 && this.largeFree.length > 0 ? this.txFree.pop()! : undefined;
     if (i === undefined) {
       this.driverStats.txRingFull++;
+      if (this.dbg.on) this.dbg.debug(`${this.name}: txRingFull`);
       return false;
     }
     const slot = this.largeFree.pop()!;
@@ -320,6 +379,7 @@ export class VirtioNetPort extends NetDriverPort {
     this.tx.publish();
     this.kick(this.tx, TX_QUEUE);
     this.driverStats.txLarge++;
+    if (this.dbg.on) this.dbg.debug(`${this.name}: txLarge`);
     return true;
   }
 
@@ -327,8 +387,11 @@ export class VirtioNetPort extends NetDriverPort {
     const n = this.tx.usedPending();
     if (n === null) {
       this.driverStats.txErrors++;
+      if (this.dbg.on) this.dbg.debug(`${this.name}: txErrors`);
       return;
     }
+    // Keep used_event out of the device's reach: it can use at most a ring's worth before we look.
+    if (n > 0) this.tx.setUsedEvent(this.tx.lastUsed + n + 0x8000);
     for (let k = 0; k < n; k++) {
       const { id } = this.tx.nextUsed();
       if (id < this.tx.size && !this.txFree.includes(id)) {
@@ -342,11 +405,58 @@ export class VirtioNetPort extends NetDriverPort {
     }
   }
 
+  /** Receive every frame whatever its destination (IFF_PROMISC); false when the device refused. */
+  setPromiscuous(on: boolean): boolean {
+    return this.ctrlCommand(CTRL_RX, CTRL_RX_PROMISC, new Uint8Array([on ? 1 : 0]));
+  }
+
+  /** Receive every multicast frame (IFF_ALLMULTI); false when the device refused. */
+  setAllMulticast(on: boolean): boolean {
+    return this.ctrlCommand(CTRL_RX, CTRL_RX_ALLMULTI, new Uint8Array([on ? 1 : 0]));
+  }
+
+  /**
+   * One control-queue command, as virtnet_send_command: header, data and ack byte in one chain,
+   * kick (if the device asks for it), then wait for the device to use the chain and read the ack.
+   */
+  private ctrlCommand(cls: number, cmd: number, data: Uint8Array): boolean {
+    const ring = this.ctrl;
+    const buf = this.ctrlBuf;
+    if (!ring || !buf || !this.has(F_CTRL_RX) || data.length > 8) return false;
+    this.driverStats.ctrlCommands++;
+    if (this.dbg.on) this.dbg.debug(`${this.name}: ctrlCommands`);
+    const b = buf.bytes;
+    b[0] = cls;
+    b[1] = cmd;
+    b.set(data, 8);
+    b[16] = 0xff; // not an ack value: tells "never answered" from an answer
+    ring.setDesc(0, buf.phys, 2, DESC_F_NEXT, 1);
+    ring.setDesc(1, buf.phys + 8, data.length, DESC_F_NEXT, 2);
+    ring.setDesc(2, buf.phys + 16, 1, DESC_F_WRITE);
+    ring.add(0);
+    ring.publish();
+    this.kick(ring, CTRL_QUEUE);
+    for (let i = 0; i < CTRL_POLLS; i++) {
+      const n = ring.usedPending();
+      if (n === null) break;
+      if (n > 0) {
+        for (let k = 0; k < n; k++) ring.nextUsed();
+        ring.setUsedEvent(ring.lastUsed + 0x8000);
+        if (b[16] === CTRL_OK) return true;
+        break;
+      }
+    }
+    this.driverStats.ctrlErrors++;
+    if (this.dbg.on) this.dbg.debug(`${this.name}: ctrlErrors`);
+    return false;
+  }
+
   handleInterrupt(): void {
     // Reading ISR acknowledges the interrupt and lowers the line.
     const isr = this.hw.inb(this.io + VIRTIO_PCI_ISR);
     if (isr === 0) return; // shared line, not ours
     this.driverStats.interrupts++;
+    if (this.dbg.on) this.dbg.debug(`${this.name}: interrupt, ISR 0x${isr.toString(16)}`);
     if (isr & ISR_CONFIG) this.driverStats.configChanges++;
     if (isr & ISR_QUEUE) {
       this.reapTx();
@@ -354,12 +464,26 @@ export class VirtioNetPort extends NetDriverPort {
     }
   }
 
-  /** Take every used receive buffer, deliver the frames, and post the buffers again. */
+  /**
+   * Harvest receive buffers; with EVENT_IDX then ask for an interrupt at the next used entry and
+   * look once more (virtqueue_enable_cb + more_used), so nothing the device used meanwhile waits.
+   */
   private receive(): void {
+    for (let round = 0; round < 4; round++) {
+      this.receiveUsed();
+      if (!this.has(F_EVENT_IDX)) return;
+      this.rx.setUsedEvent(this.rx.lastUsed);
+      if (this.rx.usedPending() === 0) return;
+    }
+  }
+
+  /** Take every used receive buffer, deliver the frames, and post the buffers again. */
+  private receiveUsed(): void {
     const rx = this.rx;
     const pending = rx.usedPending();
     if (pending === null) {
       this.driverStats.rxErrors++;
+      if (this.dbg.on) this.dbg.debug(`${this.name}: rxErrors`);
       return;
     }
     const bufs = this.rxBufs.bytes;
@@ -377,11 +501,13 @@ export class VirtioNetPort extends NetDriverPort {
       const first = take();
       if (!first) {
         this.driverStats.rxErrors++;
+        if (this.dbg.on) this.dbg.debug(`${this.name}: rxErrors`);
         continue;
       }
       const base = first.id * this.rxBufSize;
       if (first.len < this.hdrLen) {
         this.driverStats.rxErrors++;
+        if (this.dbg.on) this.dbg.debug(`${this.name}: rxErrors`);
         continue;
       }
       const numBuffers = this.has(F_MRG_RXBUF) ? bufs[base + 10]! | (bufs[base + 11]! << 8) : 1;
@@ -395,6 +521,7 @@ export class VirtioNetPort extends NetDriverPort {
       const total = parts.reduce((s, p) => s + p.length, 0);
       if (!ok || total < 14) {
         this.driverStats.rxErrors++;
+        if (this.dbg.on) this.dbg.debug(`${this.name}: rxErrors`);
         continue;
       }
       const frame = new Uint8Array(total);
@@ -420,6 +547,8 @@ export const virtioNetDriver: GuestDriver = {
   attach(kernel: GuestKernel, dev: PciDeviceInfo): BoundDriver | { error: string } {
     const bar = dev.bars[0];
     if (!bar || bar.kind !== 'io') return { error: 'BAR0 is not an I/O BAR' };
+    const dbg = kernel.debug('virtio_net');
+    if (dbg.on) dbg.debug(`probe 00:${dev.slot.toString(16).padStart(2, '0')}.${dev.fn} [${dev.vendorId.toString(16).padStart(4, '0')}:${dev.deviceId.toString(16).padStart(4, '0')}] BAR0 ${bar.kind} 0x${bar.base.toString(16)} IRQ ${dev.irq ?? 'none'}`);
     kernel.pciAccess.enable(dev);
     const hw = kernel.hw;
     const io = bar.base;
@@ -427,6 +556,7 @@ export const virtioNetDriver: GuestDriver = {
     hw.outb(io + VIRTIO_PCI_STATUS, S_ACKNOWLEDGE);
     hw.outb(io + VIRTIO_PCI_STATUS, S_ACKNOWLEDGE | S_DRIVER);
     const port = new VirtioNetPort('eth?', hw, io, hw.inl(io + VIRTIO_PCI_HOST_FEATURES));
+    port.dbg = dbg;
     const err = port.setup(kernel);
     if (err) {
       hw.outb(io + VIRTIO_PCI_STATUS, S_ACKNOWLEDGE | S_DRIVER | S_FAILED);
