@@ -10,6 +10,10 @@
  * - Frames arriving from the other end are handed to the receiver set with `setReceiver`. The
  *   receiver returns `false` when it could not take the frame (e.g. a NIC's ring is full); the
  *   port then counts it in `stats.rxDrops`. Delivery never happens re-entrantly inside `send`.
+ * - Each frame is counted once by the port that carried or refused it: `txFrames`/`txBytes` for
+ *   frames accepted by `send`, `txDrops` for those refused; `rxFrames`/`rxBytes` for frames the
+ *   receiver took, `rxDrops` for those it refused (or that found no receiver). A pass-through
+ *   (capture point, impairment) counts only what it accepted, delivered or dropped itself.
  * - Flow control (QEMU's `can_receive`, Ethernet's PAUSE): a port whose `holds` is true keeps a
  *   frame its receiver answers with `'busy'`, stops delivering, and offers that frame again once
  *   the receiver calls `ready()`. A receiver returns `'busy'` only to a port that holds; anywhere

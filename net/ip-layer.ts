@@ -64,8 +64,12 @@ export interface TransportProtocol {
   readonly protocol: number;
   /** A datagram for this protocol; `payload` is the transport header + data, `raw` the whole IP packet. */
   input(info: IpDatagramInfo, payload: Uint8Array, raw: Uint8Array): void;
-  /** An ICMP error arrived about a datagram this protocol sent (the quoted header). */
-  icmpError?(type: number, code: number, quoted: { src: Ipv4Addr; dst: Ipv4Addr; transportHeader: Uint8Array }): void;
+  /**
+   * An ICMP error arrived about a datagram this protocol sent (the quoted header). For
+   * "fragmentation needed" (type 3 code 4) `nextHopMtu` is the MTU the router reported (RFC 1191
+   * §4; 0 from a router that predates it).
+   */
+  icmpError?(type: number, code: number, quoted: { src: Ipv4Addr; dst: Ipv4Addr; transportHeader: Uint8Array; nextHopMtu?: number }): void;
 }
 
 /**

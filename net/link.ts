@@ -94,16 +94,29 @@ class LinkEnd implements FramePort {
     const end = this.inbound.length;
     while (this.inboundHead < end) {
       const frame = this.inbound[this.inboundHead]!;
-      const ok = this.receiver ? this.receiver(frame) : false;
+      let ok: ReturnType<FrameReceiver>;
+      try {
+        ok = this.receiver ? this.receiver(frame) : false;
+      } catch (e) {
+        // The receiver failed on this frame: it counts as refused and the queue moves past it, so
+        // a guard above (the VMM core's fail-stop) finds the link consistent and nothing wedged.
+        this.inbound[this.inboundHead++] = undefined as unknown as Uint8Array;
+        this.stats.rxDrops++;
+        this.schedule();
+        throw e;
+      }
       if (ok === 'busy' && this.holds) {
         // Keep it at the head; the receiver calls ready() when it has room.
         this.paused = true;
         break;
       }
       this.inbound[this.inboundHead++] = undefined as unknown as Uint8Array;
-      this.stats.rxFrames++;
-      this.stats.rxBytes += frame.length;
+      // As on the transmit side: a frame is counted once, as taken or as dropped.
       if (ok === false || ok === 'busy') this.stats.rxDrops++;
+      else {
+        this.stats.rxFrames++;
+        this.stats.rxBytes += frame.length;
+      }
     }
     if (this.inboundHead === this.inbound.length) {
       this.inbound = [];

@@ -1,4 +1,5 @@
-import { formatIpv4, isBroadcastMac, MAC_BROADCAST, type Ipv4Addr } from './addr.js';
+import { formatIpv4, formatMac, isBroadcastMac, MAC_BROADCAST, type Ipv4Addr } from './addr.js';
+import { netDebug, type NetDebug } from './debug.js';
 import type { Clock } from './clock.js';
 import { GSO_MAX_IP, type FramePort } from './frame-port.js';
 import { IP_HEADROOM, IPPROTO_ICMP, IPPROTO_TCP, type IpDatagramInfo, type IpLayer, type IpOutput, type IpSendResult, type TransportProtocol } from './ip-layer.js';
@@ -10,7 +11,7 @@ import type { TcpConfig } from './tcp/config.js';
 import { UdpLayer } from './udp/layer.js';
 import { ARP_REPLY, ARP_REQUEST, emitArp, parseArp } from './wire/arp.js';
 import { emitEthernetHeader, ETH_HEADER_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, parseEthernet } from './wire/ethernet.js';
-import { emitIcmp, ICMP_DEST_UNREACH, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_PARAM_PROBLEM, ICMP_TIME_EXCEEDED, ICMP_UNREACH_HOST, parseIcmp } from './wire/icmp.js';
+import { emitIcmp, ICMP_DEST_UNREACH, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_PARAM_PROBLEM, ICMP_TIME_EXCEEDED, ICMP_UNREACH_HOST, ICMP_UNREACH_NEEDFRAG, parseIcmp } from './wire/icmp.js';
 import { emitIpv4Header, IP_DF, IP_MF, IP_OFFMASK, IPV4_HEADER_LEN, parseIpv4 } from './wire/ipv4.js';
 
 /**
@@ -29,6 +30,8 @@ export interface StackOptions {
   tcp?: Partial<TcpConfig>;
   arp?: Partial<ArpOptions>;
   defaultTtl?: number;
+  /** Per-protocol debug sinks (`--debug arp,tcp`); all off when absent. */
+  debug?: NetDebug;
 }
 
 export interface IpStats {
@@ -76,8 +79,12 @@ export class Stack implements IpLayer {
   /** ICMP echo requests to foreign addresses in router mode (a NAT may answer them). */
   onForeignEcho: ((src: Ipv4Addr, dst: Ipv4Addr, id: number, seq: number, data: Uint8Array, netif: Netif) => void) | null = null;
 
+  /** Per-protocol debug sinks; the transports and the DHCP/DNS clients on this stack read theirs here. */
+  readonly debug: NetDebug;
+
   constructor(options: StackOptions) {
     this.clock = options.clock;
+    this.debug = options.debug ?? netDebug();
     this.name = options.name ?? 'stack';
     this.routerMode = options.routerMode ?? false;
     this.ttl = options.defaultTtl ?? 64;
@@ -89,10 +96,14 @@ export class Stack implements IpLayer {
       { ...DEFAULT_ARP_OPTIONS, ...options.arp },
       (netif, addr) => this.sendArpRequest(this.netif(netif)!, addr),
       (netif, mac, packets) => {
+        const a = this.debug.arp;
+        if (a.on) a.debug(`${netif}: resolved → ${formatMac(mac)}, sending ${packets.length} queued packet${packets.length === 1 ? '' : 's'}`);
         const n = this.netif(netif);
         if (n) for (const p of packets) this.transmitIp(n, mac, p);
       },
-      (_addr, packets) => {
+      (addr, packets) => {
+        const a = this.debug.arp;
+        if (a.on) a.debug(`${formatIpv4(addr)} unresolved: gave up, ${packets.length} queued packet${packets.length === 1 ? '' : 's'} dropped (host unreachable)`);
         // RFC 1122 §2.3.2.2: the sender learns the host is unreachable. Local transports only.
         for (const p of packets) this.deliverUnreachable(p);
       },
@@ -100,8 +111,8 @@ export class Stack implements IpLayer {
     this.reassembler = new Reassembler(this.clock, DEFAULT_REASSEMBLY, (first) => {
       if (first) this.sendIcmpError(first, ICMP_TIME_EXCEEDED, 1);
     });
-    this.tcp = new TcpLayer(this, { random, ...options.tcp });
-    this.udp = new UdpLayer(this);
+    this.tcp = new TcpLayer(this, { random, ...options.tcp }, this.debug.tcp);
+    this.udp = new UdpLayer(this, this.debug.udp);
     this.register(this.tcp);
     this.register(this.udp);
   }
@@ -172,6 +183,7 @@ export class Stack implements IpLayer {
     const r = this.route(d.dst);
     if (!r) {
       this.stats.txNoRoute++;
+      if (this.debug.ip.on) this.debug.ip.debug(`drop (no route) ${formatIpv4(d.src)} → ${formatIpv4(d.dst)} proto ${d.protocol}`);
       return 'no-route';
     }
     const n = r.netif;
@@ -191,10 +203,12 @@ export class Stack implements IpLayer {
     }
     if (d.dontFragment) {
       this.stats.txTooBig++;
+      if (this.debug.ip.on) this.debug.ip.debug(`drop (too big, DF) ${formatIpv4(d.src)} → ${formatIpv4(d.dst)} ${total} bytes > MTU ${n.mtu}`);
       return 'dropped';
     }
     // Fragment (RFC 791 §3.2): 8-byte aligned pieces, MF on all but the last.
     const chunk = (n.mtu - IPV4_HEADER_LEN) & ~7;
+    if (this.debug.ip.on) this.debug.ip.debug(`fragment id ${id} ${formatIpv4(d.src)} → ${formatIpv4(d.dst)}: ${total} bytes in ${Math.ceil(d.payload.length / chunk)} pieces (MTU ${n.mtu})`);
     let result: IpSendResult = 'sent';
     for (let off = 0; off < d.payload.length; off += chunk) {
       const piece = d.payload.subarray(off, Math.min(d.payload.length, off + chunk));
@@ -220,7 +234,9 @@ export class Stack implements IpLayer {
     }
     const mac = this.arp.lookup(nextHop);
     if (mac) return this.transmitIp(n, mac, pkt) ? 'sent' : 'dropped';
-    return this.arp.enqueue(n.name, nextHop, pkt) === 'queued' ? 'queued' : 'dropped';
+    const q = this.arp.enqueue(n.name, nextHop, pkt);
+    if (this.debug.arp.on) this.debug.arp.debug(`${n.name}: ${formatIpv4(nextHop)} not in cache: packet ${q === 'queued' ? 'queued' : 'dropped (queue full or entry failed)'}`);
+    return q === 'queued' ? 'queued' : 'dropped';
   }
 
   private transmitIp(n: Netif, mac: Uint8Array, pkt: Uint8Array): boolean {
@@ -245,7 +261,10 @@ export class Stack implements IpLayer {
     if (ok) {
       n.counters.txFrames++;
       n.counters.txBytes += frame.length;
-    } else n.counters.txDrops++;
+    } else {
+      n.counters.txDrops++;
+      if (this.debug.ip.on) this.debug.ip.debug(`${n.name}: drop (link refused frame, ${frame.length} bytes)`);
+    }
     return ok;
   }
 
@@ -259,17 +278,22 @@ export class Stack implements IpLayer {
     const eth = parseEthernet(frame);
     if (!eth.ok) {
       n.counters.rxDropsMalformed++;
+      if (this.debug.ip.on) this.debug.ip.debug(`${n.name}: drop (malformed Ethernet: ${eth.error}, ${frame.length} bytes)`);
       return true;
     }
     const e = eth.value;
     const toUs = e.dst.every((b, i) => b === n.mac[i]);
     if (!toUs && !isBroadcastMac(e.dst) && !(e.dst[0]! & 1)) {
       n.counters.rxDropsNotForUs++;
+      if (this.debug.ip.on) this.debug.ip.debug(`${n.name}: drop (not for us: to ${formatMac(e.dst)})`);
       return true;
     }
     if (e.etherType === ETHERTYPE_ARP) this.inputArp(n, e.payload);
     else if (e.etherType === ETHERTYPE_IPV4) this.inputIp(n, e.payload, !toUs);
-    else n.counters.rxDropsUnknownType++;
+    else {
+      n.counters.rxDropsUnknownType++;
+      if (this.debug.ip.on) this.debug.ip.debug(`${n.name}: drop (unknown EtherType 0x${e.etherType.toString(16).padStart(4, '0')})`);
+    }
     return true;
   }
 
@@ -277,16 +301,21 @@ export class Stack implements IpLayer {
     const r = parseArp(b);
     if (!r.ok) {
       n.counters.rxDropsMalformed++;
+      if (this.debug.arp.on) this.debug.arp.debug(`${n.name}: drop (malformed ARP: ${r.error})`);
       return;
     }
     const a = r.value;
     const forUs = n.owns(a.targetIp);
+    if (this.debug.arp.on) {
+      this.debug.arp.debug(`${n.name}: ${a.op === ARP_REQUEST ? `who-has ${formatIpv4(a.targetIp)} tell ${formatIpv4(a.senderIp)}` : `reply ${formatIpv4(a.senderIp)} is-at ${formatMac(a.senderMac)}`} from ${formatMac(a.senderMac)}${forUs ? ' (for us)' : ''}`);
+    }
     if (a.op === ARP_REQUEST) this.arp.stats.requestsReceived++;
     else this.arp.stats.repliesReceived++;
     // RFC 826: merge the sender into an existing entry; create one only if the packet is for us.
     if (a.senderIp !== 0) this.arp.update(n.name, a.senderIp, a.senderMac, forUs);
     if (a.op === ARP_REQUEST && forUs && a.senderIp !== a.targetIp) {
       this.arp.stats.repliesSent++;
+      if (this.debug.arp.on) this.debug.arp.debug(`${n.name}: reply ${formatIpv4(a.targetIp)} is-at ${formatMac(n.mac)} to ${formatIpv4(a.senderIp)}`);
       this.sendFrame(n, a.senderMac, ETHERTYPE_ARP, emitArp({ op: ARP_REPLY, senderMac: n.mac, senderIp: a.targetIp, targetMac: a.senderMac, targetIp: a.senderIp }));
     }
   }
@@ -297,6 +326,7 @@ export class Stack implements IpLayer {
     if (!r.ok) {
       if (r.error === 'bad-checksum') this.stats.rxBadChecksum++;
       else this.stats.rxBadHeader++;
+      if (this.debug.ip.on) this.debug.ip.debug(`${n.name}: drop (${r.error}, ${b.length} bytes)`);
       return;
     }
     const h = r.value;
@@ -307,9 +337,12 @@ export class Stack implements IpLayer {
     const foreign = !local && !broadcast && !(n.addr === 0);
     if (foreign && !this.routerMode) {
       this.stats.rxNotForUs++;
+      if (this.debug.ip.on) this.debug.ip.debug(`${n.name}: drop (not for us) ${formatIpv4(h.src)} → ${formatIpv4(h.dst)}`);
       return;
     }
+    if (this.debug.ip.on) this.debug.ip.debug(`${n.name}: in ${formatIpv4(h.src)} → ${formatIpv4(h.dst)} proto ${h.protocol} ttl ${h.ttl} id ${h.id} ${h.payload.length} bytes${h.flagsOffset & (IP_MF | IP_OFFMASK) ? ` fragment offset ${(h.flagsOffset & IP_OFFMASK) * 8}${h.flagsOffset & IP_MF ? ' MF' : ''}` : ''}`);
     if (foreign && h.ttl <= 1) {
+      if (this.debug.ip.on) this.debug.ip.debug(`${n.name}: drop (TTL expired) ${formatIpv4(h.src)} → ${formatIpv4(h.dst)}`);
       // A forwarding node (the user-mode gateway) decrements TTL: at 1 the datagram expires here.
       this.sendIcmpError(h.packet, ICMP_TIME_EXCEEDED, 0);
       return;
@@ -330,6 +363,7 @@ export class Stack implements IpLayer {
     const t = this.transports.get(h.protocol);
     if (!t) {
       this.stats.rxUnknownProtocol++;
+      if (this.debug.ip.on) this.debug.ip.debug(`${n.name}: drop (unknown protocol ${h.protocol}) from ${formatIpv4(h.src)}`);
       if (!broadcast) this.icmpUnreachable(info, 2, raw);
       return;
     }
@@ -342,15 +376,21 @@ export class Stack implements IpLayer {
     const r = parseIcmp(b);
     if (!r.ok) {
       this.stats.icmpBad++;
+      if (this.debug.icmp.on) this.debug.icmp.debug(`drop (${r.error}) from ${formatIpv4(info.src)}`);
       return;
     }
     const m = r.value;
+    if (this.debug.icmp.on) this.debug.icmp.debug(`in type ${m.type} code ${m.code} ${formatIpv4(info.src)} → ${formatIpv4(info.dst)}${m.type === ICMP_ECHO_REQUEST || m.type === ICMP_ECHO_REPLY ? ` id ${m.rest >>> 16} seq ${m.rest & 0xffff}` : ''}`);
     if (m.type === ICMP_ECHO_REQUEST) {
       if (info.foreignDestination) {
         this.onForeignEcho?.(info.src, info.dst, m.rest >>> 16, m.rest & 0xffff, m.body, n);
         return;
       }
-      if (info.broadcast) return; // no smurf amplifier (RFC 1122 §3.2.2.6 allows silence)
+      if (info.broadcast) {
+        // no smurf amplifier (RFC 1122 §3.2.2.6 allows silence)
+        if (this.debug.icmp.on) this.debug.icmp.debug(`echo request to broadcast ${formatIpv4(info.dst)} not answered`);
+        return;
+      }
       this.stats.icmpEchoRepliesSent++;
       this.sendIcmp(info.dst, info.src, { type: ICMP_ECHO_REPLY, code: 0, rest: m.rest, body: m.body });
       return;
@@ -376,13 +416,16 @@ export class Stack implements IpLayer {
         const proto = qb[9]!;
         const src = ((qb[12]! << 24) | (qb[13]! << 16) | (qb[14]! << 8) | qb[15]!) >>> 0;
         const dst = ((qb[16]! << 24) | (qb[17]! << 16) | (qb[18]! << 8) | qb[19]!) >>> 0;
-        this.transports.get(proto)?.icmpError?.(m.type, m.code, { src, dst, transportHeader: qb.subarray(ihl) });
+        const fragNeeded = m.type === ICMP_DEST_UNREACH && m.code === ICMP_UNREACH_NEEDFRAG;
+        // RFC 1191 §4: the next-hop MTU is the low 16 bits of the ICMP header's second word.
+        this.transports.get(proto)?.icmpError?.(m.type, m.code, { src, dst, transportHeader: qb.subarray(ihl), ...(fragNeeded ? { nextHopMtu: m.rest & 0xffff } : {}) });
       }
     }
   }
 
   private sendIcmp(src: Ipv4Addr, dst: Ipv4Addr, m: { type: number; code: number; rest: number; body: Uint8Array }): IpSendResult {
     this.stats.icmpOut++;
+    if (this.debug.icmp.on) this.debug.icmp.debug(`out type ${m.type} code ${m.code} ${formatIpv4(src)} → ${formatIpv4(dst)}`);
     return this.output({ src, dst, protocol: IPPROTO_ICMP, payload: emitIcmp(m) });
   }
 
@@ -416,6 +459,7 @@ export class Stack implements IpLayer {
   }
 
   private sendArpRequest(n: Netif, addr: Ipv4Addr): void {
+    if (this.debug.arp.on) this.debug.arp.debug(`${n.name}: who-has ${formatIpv4(addr)} tell ${formatIpv4(n.addr)} (request out)`);
     this.sendFrame(n, MAC_BROADCAST, ETHERTYPE_ARP, emitArp({ op: ARP_REQUEST, senderMac: n.mac, senderIp: n.addr, targetMac: new Uint8Array(6), targetIp: addr }));
   }
 

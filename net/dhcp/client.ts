@@ -10,7 +10,8 @@
  * Not done: the ARP probe of an offered address and DHCPDECLINE (RFC 2131 §4.4.1 "SHOULD"), and
  * choosing among several offers — the first acceptable OFFER wins, which the RFC allows.
  */
-import { IPV4_ANY, IPV4_BROADCAST, maskToPrefix, prefixMask, type Ipv4Addr } from '../addr.js';
+import { formatIpv4, IPV4_ANY, IPV4_BROADCAST, maskToPrefix, prefixMask, type Ipv4Addr } from '../addr.js';
+import type { DebugLog } from '../debug.js';
 import type { Clock, TimerHandle } from '../clock.js';
 import {
   BOOTREPLY,
@@ -19,6 +20,7 @@ import {
   DHCP_INFINITE_LEASE,
   DhcpMessageType,
   DhcpOption,
+  formatDhcpMessageType,
   HTYPE_ETHERNET,
   encodeDhcp,
   ethernetClientId,
@@ -64,6 +66,8 @@ export interface DhcpClientOptions {
   /** Uniform in [0, 1), like Math.random. */
   random: () => number;
   send: (d: { src: Ipv4Addr; dst: Ipv4Addr; payload: Uint8Array }) => void;
+  /** `--debug dhcp`: state transitions (RFC 2131 figure 5), messages ignored and why. */
+  debug?: DebugLog;
   /** Called on every DHCPACK that (re)configures the lease: the first one and each renewal. */
   onBound: (lease: DhcpLease) => void;
   /** Called when a lease ends without renewal (expiry or DHCPNAK); the address must be dropped. */
@@ -182,7 +186,7 @@ export class DhcpClient {
   /** Stop all activity; the lease (if any) is neither released nor reported lost. */
   stop(): void {
     this.cancelAll();
-    this._state = 'STOPPED';
+    this.enter('STOPPED');
     this._lease = null;
     this.offer = null;
   }
@@ -198,20 +202,30 @@ export class DhcpClient {
     this.stop();
   }
 
+  private enter(s: DhcpClientState): void {
+    const d = this.opts.debug;
+    if (d?.on && s !== this._state) d.debug(`client: ${this._state} → ${s}${s === 'BOUND' && this._lease ? ` (${formatIpv4(this._lease.address)}/${this._lease.prefixLength}, ${this._lease.leaseSeconds} s)` : ''}`);
+    this._state = s;
+  }
+
   /** A UDP payload that arrived on port 68 from `src`. */
   input(payload: Uint8Array, src: Ipv4Addr): void {
     this.stats.received++;
     const parsed = parseDhcp(payload);
+    const d = this.opts.debug;
     if (!parsed.ok) {
       this.stats.malformed++;
+      if (d?.on) d.debug(`client: drop (malformed: ${parsed.error}) from ${formatIpv4(src)}`);
       return;
     }
     const m = parsed.value;
     if (!this.isForUs(m)) {
       this.stats.ignored++;
+      if (d?.on) d.debug(`client: ignored (not for us: op ${m.op}, xid 0x${m.xid.toString(16)}) from ${formatIpv4(src)}`);
       return;
     }
     const type = m.options.messageType;
+    if (d?.on) d.debug(`client: ${formatDhcpMessageType(type)} from ${formatIpv4(src)} in ${this._state}${m.yiaddr !== IPV4_ANY ? `, yiaddr ${formatIpv4(m.yiaddr)}` : ''}`);
     switch (this._state) {
       case 'SELECTING':
         if (type === DhcpMessageType.OFFER && m.yiaddr !== IPV4_ANY) {
@@ -243,6 +257,7 @@ export class DhcpClient {
         break;
     }
     this.stats.ignored++;
+    if (d?.on) d.debug(`client: ignored (${formatDhcpMessageType(type)} unexpected in ${this._state})`);
   }
 
   private isForUs(m: DhcpRepr): boolean {
@@ -257,12 +272,12 @@ export class DhcpClient {
 
   private enterSelecting(): void {
     this.cancelAll();
-    this._state = 'INIT';
+    this.enter('INIT');
     this.offer = null;
     this.xid = this.newXid();
     this.exchangeStart = this.opts.clock.now();
     this.attempt = 0;
-    this._state = 'SELECTING';
+    this.enter('SELECTING');
     this.sendDiscover();
   }
 
@@ -279,7 +294,7 @@ export class DhcpClient {
 
   private enterRequesting(): void {
     this.cancelRetransmit();
-    this._state = 'REQUESTING';
+    this.enter('REQUESTING');
     this.attempt = 0;
     this.requestStart = this.opts.clock.now();
     this.sendSelectingRequest();
@@ -294,11 +309,11 @@ export class DhcpClient {
 
   private enterRebooting(): void {
     this.cancelAll();
-    this._state = 'INIT-REBOOT';
+    this.enter('INIT-REBOOT');
     this.xid = this.newXid();
     this.exchangeStart = this.requestStart = this.opts.clock.now();
     this.attempt = 0;
-    this._state = 'REBOOTING';
+    this.enter('REBOOTING');
     this.sendRebootRequest();
   }
 
@@ -359,7 +374,7 @@ export class DhcpClient {
     this._lease = lease;
     this.previousAddress = lease.address;
     this.offer = null;
-    this._state = 'BOUND';
+    this.enter('BOUND');
     if (leaseSeconds !== DHCP_INFINITE_LEASE) {
       const now = this.opts.clock.now();
       const at = (s: number): number => lease.startedAt + s * 1000 - now;
@@ -375,7 +390,7 @@ export class DhcpClient {
 
   private enterRenewing(): void {
     if (this._state !== 'BOUND' || !this._lease) return;
-    this._state = 'RENEWING';
+    this.enter('RENEWING');
     this.xid = this.newXid();
     this.exchangeStart = this.requestStart = this.opts.clock.now();
     this.sendRenewRequest();
@@ -384,7 +399,7 @@ export class DhcpClient {
   private enterRebinding(): void {
     if ((this._state !== 'BOUND' && this._state !== 'RENEWING') || !this._lease) return;
     this.cancelRetransmit();
-    this._state = 'REBINDING';
+    this.enter('REBINDING');
     this.xid = this.newXid();
     this.requestStart = this.opts.clock.now();
     this.sendRenewRequest();
@@ -414,7 +429,7 @@ export class DhcpClient {
   private loseLease(expired: boolean): void {
     this.cancelAll();
     this._lease = null;
-    this._state = 'INIT';
+    this.enter('INIT');
     // After a NAK the address is someone else's; after expiry it may still be free to ask for.
     if (!expired) this.previousAddress = null;
     this.opts.onLost?.();
@@ -426,7 +441,7 @@ export class DhcpClient {
 
   private restartAfterNak(): void {
     this.cancelAll();
-    this._state = 'INIT';
+    this.enter('INIT');
     this.offer = null;
     // The server refused this address; asking for it again in the DISCOVER would be pointless.
     this.previousAddress = null;

@@ -12,13 +12,15 @@
  * With a Clock, leases and offers expire and their addresses can go to other clients once the pool
  * is otherwise full; without one they last as long as the server (as in slirp).
  */
-import { IPV4_ANY, IPV4_BROADCAST, maskToPrefix, parseIpv4, sameSubnet, type Ipv4Addr } from '../addr.js';
+import { formatIpv4, formatMac, IPV4_ANY, IPV4_BROADCAST, maskToPrefix, parseIpv4, sameSubnet, type Ipv4Addr } from '../addr.js';
+import { NO_DEBUG, type DebugLog } from '../debug.js';
 import type { Clock } from '../clock.js';
 import {
   BOOTREPLY,
   BOOTREQUEST,
   DHCP_FLAG_BROADCAST,
   DhcpMessageType,
+  formatDhcpMessageType,
   encodeDhcp,
   parseDhcp,
   type DhcpOptions,
@@ -26,6 +28,8 @@ import {
 } from '../wire/dhcp.js';
 
 export interface DhcpServerOptions {
+  /** `--debug dhcp`: each OFFER/ACK/NAK and each request ignored, with the client. */
+  debug?: DebugLog;
   /** The server identifier and, unless `router` says otherwise, the gateway. Default 10.0.2.2. */
   serverAddress?: Ipv4Addr;
   /** First pool address (default 10.0.2.15) and how many (default 16). */
@@ -119,7 +123,10 @@ export class DhcpServer {
   /** Addresses a client declined (RFC 2131 §4.3.3), with when they may be used again. */
   private readonly declined = new Map<Ipv4Addr, number>();
 
+  private readonly debug: DebugLog;
+
   constructor(opts: DhcpServerOptions = {}) {
+    this.debug = opts.debug ?? NO_DEBUG;
     this.serverAddress = opts.serverAddress ?? ip('10.0.2.2');
     this.poolStart = opts.poolStart ?? ip('10.0.2.15');
     this.poolSize = opts.poolSize ?? 16;
@@ -160,11 +167,13 @@ export class DhcpServer {
     const parsed = parseDhcp(payload);
     if (!parsed.ok) {
       this.stats.malformed++;
+      if (this.debug.on) this.debug.debug(`server: drop (malformed) from ${formatIpv4(from)}`);
       return [];
     }
     const m = parsed.value;
     if (m.op !== BOOTREQUEST || m.chaddr.length === 0) {
       this.stats.ignored++;
+      if (this.debug.on) this.debug.debug(`server: ignored (not a BOOTREQUEST, op ${m.op}) from ${formatIpv4(from)}`);
       return [];
     }
     switch (m.options.messageType) {
@@ -183,6 +192,7 @@ export class DhcpServer {
       default:
         // Plain BOOTP (no message type) and server-side types are not answered.
         this.stats.ignored++;
+        if (this.debug.on) this.debug.debug(`server: ignored (message type ${formatDhcpMessageType(m.options.messageType)} not served) ${formatMac(m.chaddr)}`);
         return [];
     }
   }
@@ -194,6 +204,7 @@ export class DhcpServer {
     const address = this.allocate(key, m.chaddr, m.options.requestedIp);
     if (address === null) {
       this.stats.poolExhausted++;
+      if (this.debug.on) this.debug.debug(`server: no OFFER: pool exhausted ${formatMac(m.chaddr)}`);
       return [];
     }
     this.bindings.set(key, {
@@ -204,6 +215,7 @@ export class DhcpServer {
       expiresAt: this.expiry(this.offerSeconds),
     });
     this.stats.offers++;
+    if (this.debug.on) this.debug.debug(`server: OFFER ${formatMac(m.chaddr)} → ${formatIpv4(address)}`);
     return [this.reply(m, DhcpMessageType.OFFER, address, true)];
   }
 
@@ -219,15 +231,18 @@ export class DhcpServer {
       const b = this.bindings.get(key);
       if (b && b.state === 'offered') b.state = 'released';
       this.stats.ignored++;
+      if (this.debug.on) this.debug.debug(`server: REQUEST for another server ignored ${formatMac(m.chaddr)}`);
       return [];
     }
     const requested = o.requestedIp ?? m.ciaddr;
     if (requested === IPV4_ANY) {
       this.stats.ignored++;
+      if (this.debug.on) this.debug.debug(`server: REQUEST without an address ignored ${formatMac(m.chaddr)}`);
       return [];
     }
     if (!this.grant(key, m.chaddr, requested)) {
       this.stats.naks++;
+      if (this.debug.on) this.debug.debug(`server: NAK ${formatMac(m.chaddr)}`);
       return [this.nak(m)];
     }
     this.bindings.set(key, {
@@ -238,6 +253,7 @@ export class DhcpServer {
       expiresAt: this.expiry(this.leaseSeconds),
     });
     this.stats.acks++;
+    if (this.debug.on) this.debug.debug(`server: ACK ${formatMac(m.chaddr)} → ${formatIpv4(requested)}`);
     return [this.reply(m, DhcpMessageType.ACK, requested, true)];
   }
 
@@ -245,6 +261,7 @@ export class DhcpServer {
   private inform(m: DhcpRepr, from: Ipv4Addr): DhcpReply[] {
     const addr = m.ciaddr !== IPV4_ANY ? m.ciaddr : from;
     this.stats.informs++;
+    if (this.debug.on) this.debug.debug(`server: ACK to INFORM ${formatMac(m.chaddr)}`);
     const r = this.reply(m, DhcpMessageType.ACK, IPV4_ANY, false, addr);
     if (addr !== IPV4_ANY) r.dst = addr;
     return [r];
@@ -256,7 +273,11 @@ export class DhcpServer {
     if (b && b.address === m.ciaddr && b.state !== 'released') {
       b.state = 'released';
       this.stats.releases++;
-    } else this.stats.ignored++;
+      if (this.debug.on) this.debug.debug(`server: RELEASE ${formatMac(m.chaddr)}`);
+    } else {
+      this.stats.ignored++;
+      if (this.debug.on) this.debug.debug(`server: RELEASE ignored (no binding for ${formatIpv4(m.ciaddr)})`);
+    }
   }
 
   private decline(m: DhcpRepr): void {
@@ -265,6 +286,7 @@ export class DhcpServer {
     const b = this.bindings.get(key);
     if (addr === undefined || !b || b.address !== addr) {
       this.stats.ignored++;
+      if (this.debug.on) this.debug.debug(`server: DECLINE for an address not bound ignored ${formatMac(m.chaddr)}`);
       return;
     }
     // Someone else uses the address: keep it out of the pool for a lease time.

@@ -11,7 +11,8 @@
  * caching; a CNAME whose target has no records in the same answer is reported as 'no-data' rather
  * than queried again.
  */
-import type { Ipv4Addr } from '../addr.js';
+import { formatIpv4, type Ipv4Addr } from '../addr.js';
+import type { DebugLog } from '../debug.js';
 import type { Clock, TimerHandle } from '../clock.js';
 import {
   DNS_CLASS_IN,
@@ -67,6 +68,8 @@ export interface DnsResolverOptions {
   timeoutMs?: number;
   /** Rounds over the server list. Default 3. */
   attempts?: number;
+  /** `--debug dns`: queries, transmissions, answers, responses dropped and why. */
+  debug?: DebugLog;
 }
 
 export interface DnsResolverStats {
@@ -132,16 +135,20 @@ export class DnsResolver {
   input(payload: Uint8Array, from: Ipv4Addr): void {
     this.stats.received++;
     const parsed = parseDns(payload);
+    const d = this.opts.debug;
     if (!parsed.ok) {
       this.stats.malformed++;
+      if (d?.on) d.debug(`drop (malformed: ${parsed.error}) from ${formatIpv4(from)}`);
       return;
     }
     const m = parsed.value;
     const p = this.pending.get(m.id);
     if (!p || !m.flags.qr || !p.sentTo.has(from) || !this.sameQuestion(p, m)) {
       this.stats.unmatched++;
+      if (d?.on) d.debug(`drop (unmatched response id ${m.id} from ${formatIpv4(from)}: ${!p ? 'no such query' : !m.flags.qr ? 'not a response' : !p.sentTo.has(from) ? 'server not asked' : 'other question'})`);
       return;
     }
+    if (d?.on) d.debug(`response id ${m.id} ${p.name} from ${formatIpv4(from)}: rcode ${m.flags.rcode}${m.flags.tc ? ' truncated' : ''}, ${m.answers.length} answers`);
     if (m.flags.tc) return this.finish(p, { ok: false, error: 'truncated' });
     switch (m.flags.rcode) {
       case DnsRcode.NOERROR:
@@ -175,6 +182,7 @@ export class DnsResolver {
     const round = Math.floor(p.step / n);
     if (p.step > 0) this.stats.retransmits++;
     this.stats.sent++;
+    if (this.opts.debug?.on) this.opts.debug.debug(`${p.step > 0 ? 'retransmit' : 'query'} id ${p.id} ${p.name} type ${p.type} to ${formatIpv4(server)} (try ${p.step + 1})`);
     p.sentTo.add(server);
     p.timer = this.opts.clock.setTimer(this.timeoutMs * 2 ** round, () => {
       p.timer = null;
@@ -189,6 +197,7 @@ export class DnsResolver {
     p.timer = null;
     if (this.pending.get(p.id) !== p) return;
     this.pending.delete(p.id);
+    if (this.opts.debug?.on) this.opts.debug.debug(`${p.name}: ${result.ok ? 'resolved' : `failed (${result.error})`}`);
     p.resolve(result);
   }
 

@@ -37,13 +37,14 @@ export class ReassemblyQueue {
   }
 
   /**
-   * Queue `data` starting at `seq`, trimmed to [rcvNxt, windowEnd). Returns false when it had to
-   * be dropped for the chunk bound (the peer will retransmit it).
+   * Queue `data` starting at `seq`, trimmed to [rcvNxt, windowEnd). Returns 'dropped' when it had
+   * to be dropped for the chunk bound (the peer will retransmit it), 'duplicate' when every byte
+   * of it was held already (the receiver reports that with D-SACK).
    */
-  insert(seq: number, data: Uint8Array, rcvNxt: number, windowEnd: number): boolean {
+  insert(seq: number, data: Uint8Array, rcvNxt: number, windowEnd: number): 'queued' | 'duplicate' | 'dropped' {
     let s = seqMax(seq, rcvNxt);
     const e = seqMin(seqAdd(seq, data.length), windowEnd);
-    if (!seqLt(s, e)) return true;
+    if (!seqLt(s, e)) return 'queued';
     // Find the uncovered pieces of [s, e).
     const pieces: { start: number; end: number }[] = [];
     for (const b of this.blocks) {
@@ -59,9 +60,9 @@ export class ReassemblyQueue {
       // A duplicate: its block is still the one to report first.
       const b = this.blocks.find((x) => seqLe(x.start, seq) && seqGt(x.end, seq));
       if (b) b.stamp = stamp;
-      return true;
+      return 'duplicate';
     }
-    if (this.chunkCount + pieces.length > this.maxSegments) return false;
+    if (this.chunkCount + pieces.length > this.maxSegments) return 'dropped';
     for (const p of pieces) {
       const chunk = data.subarray(seqDiff(p.start, seq), seqDiff(p.end, seq));
       let i = 0;
@@ -71,7 +72,7 @@ export class ReassemblyQueue {
       this.byteCount += chunk.length;
     }
     this.mergeAdjacent(stamp);
-    return true;
+    return 'queued';
   }
 
   private mergeAdjacent(stamp: number): void {

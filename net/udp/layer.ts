@@ -1,4 +1,5 @@
-import type { Ipv4Addr } from '../addr.js';
+import { NO_DEBUG, type DebugLog } from '../debug.js';
+import { formatIpv4, type Ipv4Addr } from '../addr.js';
 import { IPPROTO_UDP, type IpDatagramInfo, type IpLayer, type IpSendResult, type TransportProtocol } from '../ip-layer.js';
 import { emitUdp, parseUdp } from '../wire/udp.js';
 import { ICMP_UNREACH_PORT } from '../wire/icmp.js';
@@ -72,7 +73,11 @@ export class UdpLayer implements TransportProtocol {
   /** Datagrams no socket claims: return true when taken (no ICMP error is sent then). */
   acceptAny: ((data: Uint8Array, meta: UdpMeta) => boolean) | null = null;
 
-  constructor(private readonly ip: IpLayer) {}
+  constructor(
+    private readonly ip: IpLayer,
+    /** `--debug udp`: datagrams in and out, drops with their reason. */
+    private readonly debug: DebugLog = NO_DEBUG,
+  ) {}
 
   socket(): UdpSocket {
     return new UdpSocket(this);
@@ -110,6 +115,7 @@ export class UdpLayer implements TransportProtocol {
     const from = src !== 0 ? src : this.ip.sourceFor(dst);
     if (from === null) return 'no-route';
     this.stats.txDatagrams++;
+    if (this.debug.on) this.debug.debug(`out ${formatIpv4(from)}:${srcPort} → ${formatIpv4(dst)}:${dstPort} ${data.length} bytes`);
     return this.ip.output({ src: from, dst, protocol: IPPROTO_UDP, payload: emitUdp({ srcPort, dstPort, payload: data }, from, dst) });
   }
 
@@ -118,10 +124,12 @@ export class UdpLayer implements TransportProtocol {
     if (!r.ok) {
       if (r.error === 'bad-checksum') this.stats.rxBadChecksum++;
       else this.stats.rxMalformed++;
+      if (this.debug.on) this.debug.debug(`drop (${r.error}) from ${formatIpv4(info.src)}`);
       return;
     }
     this.stats.rxDatagrams++;
     const d = r.value;
+    if (this.debug.on) this.debug.debug(`in ${formatIpv4(info.src)}:${d.srcPort} → ${formatIpv4(info.dst)}:${d.dstPort} ${d.payload.length} bytes`);
     const meta: UdpMeta = { src: info.src, srcPort: d.srcPort, dst: info.dst, dstPort: d.dstPort, netif: info.netif, broadcast: info.broadcast, foreignDestination: info.foreignDestination };
     const list = this.sockets.get(d.dstPort);
     const sock = info.foreignDestination
@@ -136,6 +144,7 @@ export class UdpLayer implements TransportProtocol {
       return;
     }
     this.stats.noPort++;
+    if (this.debug.on) this.debug.debug(`drop (no socket on port ${d.dstPort})${info.broadcast ? '' : ', ICMP port unreachable'}`);
     if (!info.broadcast) this.ip.icmpUnreachable(info, ICMP_UNREACH_PORT, raw);
   }
 

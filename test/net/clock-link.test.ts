@@ -113,7 +113,7 @@ describe('createLink (the FramePort contract)', () => {
     a.send(frame(1));
     a.send(frame(2));
     c.advance(0);
-    expect(b.stats).toMatchObject({ rxFrames: 2, rxDrops: 2 });
+    expect(b.stats).toMatchObject({ rxFrames: 0, rxDrops: 2 });
   });
 
   it('refuses runt frames', () => {
@@ -121,5 +121,23 @@ describe('createLink (the FramePort contract)', () => {
     const [a] = createLink(c);
     expect(a.send(new Uint8Array(10))).toBe(false);
     expect(a.stats.txDrops).toBe(1);
+  });
+});
+
+describe('createLink when a receiver throws', () => {
+  it('counts the frame as refused and moves past it: the exception goes up, the link does not wedge', () => {
+    const c = new VirtualClock();
+    const [a, b] = createLink(c, ['a', 'b']);
+    const got: number[] = [];
+    b.setReceiver((f) => {
+      if (f[0] === 2) throw new Error('model fault');
+      got.push(f[0]!);
+      return true;
+    });
+    for (const n of [1, 2, 3]) a.send(new Uint8Array(60).fill(n));
+    expect(() => c.advance(0)).toThrow('model fault');
+    c.advance(1);
+    expect(got).toEqual([1, 3]);
+    expect(b.stats).toMatchObject({ rxFrames: 2, rxDrops: 1 });
   });
 });

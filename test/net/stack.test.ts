@@ -5,7 +5,8 @@ import { createLink } from '../../net/link.js';
 import { Stack } from '../../net/stack.js';
 import { mulberry32 } from '../../net/random.js';
 import { emitIpv4Header, parseIpv4 } from '../../net/wire/ipv4.js';
-import { parseEthernet } from '../../net/wire/ethernet.js';
+import { emitEthernetHeader, parseEthernet } from '../../net/wire/ethernet.js';
+import { emitIcmp, ICMP_DEST_UNREACH, ICMP_UNREACH_NEEDFRAG } from '../../net/wire/icmp.js';
 import { collect, sendAll, sha256, type Collected } from './tcp-io.js';
 
 const ip = (s: string): number => parseAddr(s)!;
@@ -157,5 +158,34 @@ describe('IPv4 stack', () => {
     expect(ipFrames.length).toBeGreaterThan(0);
     for (const e of ipFrames) if (e.ok) expect(parseIpv4(e.value.payload).ok).toBe(true);
     void pb;
+  });
+
+  it('ICMP "fragmentation needed" reaches TCP with the next-hop MTU (RFC 1191): the connection sends 1240-byte segments', () => {
+    const { clock, a, b, pb } = pair();
+    b.tcp.listen(7000, () => {});
+    const c = a.tcp.connect(ip('10.0.0.2'), 7000);
+    clock.runUntil(() => c.state === 'ESTABLISHED', 1000);
+    // B goes deaf: what A sends now stays in flight, and we see it.
+    const captured: Uint8Array[] = [];
+    pb.setReceiver((f) => void captured.push(f.slice()));
+    c.write(new Uint8Array(20_000));
+    clock.advance(1);
+    const first = captured.map((f) => parseEthernet(f)).find((e) => e.ok && e.value.etherType === 0x0800 && e.value.payload.length > 1000);
+    expect(first).toBeDefined();
+    const ipPacket = first!.ok ? first!.value.payload : new Uint8Array(0);
+    // A router's answer: its IP header quoting A's header and the first 8 bytes of TCP.
+    const icmp = emitIcmp({ type: ICMP_DEST_UNREACH, code: ICMP_UNREACH_NEEDFRAG, rest: 1280, body: ipPacket.slice(0, 28) });
+    const frame = new Uint8Array(14 + 20 + icmp.length);
+    emitEthernetHeader(frame, new Uint8Array([2, 0, 0, 0, 0, 1]), new Uint8Array([2, 0, 0, 0, 0, 2]), 0x0800);
+    emitIpv4Header(frame, 14, { id: 1, ttl: 64, protocol: 1, src: ip('10.0.0.2'), dst: ip('10.0.0.1'), payloadLength: icmp.length });
+    frame.set(icmp, 34);
+    captured.length = 0;
+    pb.send(frame);
+    clock.advance(1);
+    expect(a.tcp.stats.pmtuUpdates).toBe(1);
+    expect(c.info().sendMss).toBe(1240 - 12);
+    const resent = captured.map((f) => parseIpv4(f.subarray(14))).filter((p) => p.ok && p.value.protocol === 6);
+    expect(resent.length).toBeGreaterThan(0);
+    for (const p of resent) if (p.ok) expect(p.value.packet.length).toBeLessThanOrEqual(1280);
   });
 });

@@ -174,8 +174,8 @@ describe('TCP transfers at the edges', () => {
     expect(err).toBe('ETIMEDOUT');
   });
 
-  it('SYN queue bound: extra half-open connections are dropped, not answered', () => {
-    const net = new TestNet();
+  it('SYN queue bound without SYN cookies: extra young half-open connections are dropped, not answered', () => {
+    const net = new TestNet({ tcpB: { synCookies: false } });
     net.filter = (from) => from === 'a'; // nothing from B gets back: connections stay half-open
     net.b.listen(80, () => undefined, { synQueueLimit: 2 });
     for (let i = 0; i < 4; i++) net.a.connect(net.ipB.addr, 80);

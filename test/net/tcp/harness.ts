@@ -40,6 +40,14 @@ export interface Impairments {
   bytesPerMs: number | null;
   /** Drop-tail bound of that queue. */
   queueLimitBytes: number;
+  /**
+   * MTU of a router in the middle of the path: a larger datagram with DF set is dropped there
+   * and, unless `icmpFiltered`, answered with ICMP "fragmentation needed" (RFC 1191 §4) quoting
+   * its IP header and first 8 bytes, which reaches the sender after the one-way delay.
+   */
+  pathMtu: number;
+  /** The router's ICMP is filtered on the way back: a PMTU black hole. */
+  icmpFiltered: boolean;
 }
 
 export const CLEAN_PATH: Impairments = {
@@ -51,6 +59,8 @@ export const CLEAN_PATH: Impairments = {
   reorderDelayMs: 0,
   bytesPerMs: null,
   queueLimitBytes: Infinity,
+  pathMtu: Infinity,
+  icmpFiltered: false,
 };
 
 export type Side = 'a' | 'b';
@@ -127,7 +137,7 @@ export class TestNet {
   tracing: boolean;
   /** Return false to drop a segment (after tracing it); for targeted loss in tests. */
   filter: ((from: Side, seg: TcpRepr) => boolean) | null = null;
-  readonly counters = { sent: 0, delivered: 0, lost: 0, duplicated: 0, reordered: 0, queueDrops: 0, badIp: 0 };
+  readonly counters = { sent: 0, delivered: 0, lost: 0, duplicated: 0, reordered: 0, queueDrops: 0, badIp: 0, tooBig: 0, fragNeededSent: 0 };
   private ipId = 0;
   private readonly linkFreeAt = { a: 0, b: 0 };
 
@@ -161,6 +171,11 @@ export class TestNet {
     const seg = this.tracing || this.filter ? parseTcp(packet.subarray(IPV4_HEADER_LEN)) : null;
     let dropped = false;
     if (seg && seg.ok && this.filter && !this.filter(from, seg.value)) dropped = true;
+    if (!dropped && packet.length > p.pathMtu && (packet[6]! & 0x40) !== 0) {
+      dropped = true;
+      this.counters.tooBig++;
+      if (!p.icmpFiltered) this.fragNeeded(from, packet);
+    }
     if (!dropped && p.loss > 0 && rnd() < p.loss) {
       dropped = true;
       this.counters.lost++;
@@ -191,6 +206,16 @@ export class TestNet {
       this.clock.setTimer(at, () => this.deliver(from === 'a' ? 'b' : 'a', packet));
     }
     return 'sent';
+  }
+
+  /** The path's router answers a too-big DF datagram: ICMP type 3 code 4 back to the sender. */
+  private fragNeeded(from: Side, packet: Uint8Array): void {
+    this.counters.fragNeededSent++;
+    const quoted = packet.slice(IPV4_HEADER_LEN, IPV4_HEADER_LEN + 8); // RFC 792: 64 bits of data
+    const src = from === 'a' ? ADDR_A : ADDR_B;
+    const dst = from === 'a' ? ADDR_B : ADDR_A;
+    const mtu = this.path.pathMtu;
+    this.clock.setTimer(this.path.delayMs, () => this.layer(from).icmpError(3, 4, { src, dst, transportHeader: quoted, nextHopMtu: mtu }));
   }
 
   /** Craft a segment as if `from` had sent it (real checksum), bypassing impairments and filter. */

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { TcpConnection } from '../../../net/tcp/connection.js';
-import { TH_ACK, TH_RST, TH_SYN, type TcpRepr } from '../../../net/wire/tcp.js';
+import { TH_ACK, TH_RST, TH_SYN, type TcpOptions, type TcpRepr } from '../../../net/wire/tcp.js';
 import { ADDR_B, establish, TestNet } from './harness.js';
 
 function seg(over: Partial<TcpRepr>): TcpRepr {
@@ -12,7 +12,7 @@ function seg(over: Partial<TcpRepr>): TcpRepr {
 }
 
 /** An established pair with nothing in flight, and B's RCV.NXT / SND.NXT read off the wire. */
-function quietPair(): { net: TestNet; client: TcpConnection; server: TcpConnection; bRcvNxt: number; bSndNxt: number; errors: string[] } {
+function quietPair(): { net: TestNet; client: TcpConnection; server: TcpConnection; bRcvNxt: number; bSndNxt: number; errors: string[]; ts: TcpOptions } {
   const net = new TestNet();
   const { client, server } = establish(net);
   net.clock.advance(1000); // let delayed ACKs and everything else settle
@@ -21,7 +21,10 @@ function quietPair(): { net: TestNet; client: TcpConnection; server: TcpConnecti
   const errors: string[] = [];
   server.onError = (e) => errors.push(e);
   net.trace.length = 0;
-  return { net, client, server, bRcvNxt: finalAck.seq, bSndNxt: (synAck.seq + 1) >>> 0, errors };
+  // The connection uses timestamps, and a non-RST segment without one is dropped unseen
+  // (RFC 7323 §3.2): crafted segments carry A's current one, as a blind attacker's could.
+  const ts: TcpOptions = { timestamp: { tsVal: finalAck.options.timestamp!.tsVal, tsEcr: 0 } };
+  return { net, client, server, bRcvNxt: finalAck.seq, bSndNxt: (synAck.seq + 1) >>> 0, errors, ts };
 }
 
 describe('RST to a closed port', () => {
@@ -84,8 +87,8 @@ describe('RFC 5961 in synchronized states', () => {
   });
 
   it('a SYN on an established connection gets a challenge ACK and changes nothing', () => {
-    const { net, client, server, bRcvNxt } = quietPair();
-    net.inject('a', seg({ srcPort: client.localPort, dstPort: 80, seq: (bRcvNxt + 10) >>> 0, flags: TH_SYN }));
+    const { net, client, server, bRcvNxt, ts } = quietPair();
+    net.inject('a', seg({ srcPort: client.localPort, dstPort: 80, seq: (bRcvNxt + 10) >>> 0, flags: TH_SYN, options: ts }));
     net.clock.advance(100);
     const replies = net.trace.filter((e) => e.from === 'b');
     expect(replies.map((e) => e.seg.flags)).toEqual([TH_ACK]);
@@ -94,27 +97,35 @@ describe('RFC 5961 in synchronized states', () => {
   });
 
   it('an ACK for data never sent is dropped with an ACK; one far below SND.UNA gets a challenge ACK', () => {
-    const { net, client, server, bRcvNxt, bSndNxt } = quietPair();
-    net.inject('a', seg({ srcPort: client.localPort, dstPort: 80, seq: bRcvNxt, ack: (bSndNxt + 5000) >>> 0, flags: TH_ACK }));
+    const { net, client, server, bRcvNxt, bSndNxt, ts } = quietPair();
+    net.inject('a', seg({ srcPort: client.localPort, dstPort: 80, seq: bRcvNxt, ack: (bSndNxt + 5000) >>> 0, flags: TH_ACK, options: ts }));
     net.clock.advance(100);
     expect(net.trace.filter((e) => e.from === 'b').map((e) => e.seg.flags)).toEqual([TH_ACK]);
     net.trace.length = 0;
-    net.inject('a', seg({ srcPort: client.localPort, dstPort: 80, seq: bRcvNxt, ack: (bSndNxt - 0x20000000) >>> 0, flags: TH_ACK }));
+    net.inject('a', seg({ srcPort: client.localPort, dstPort: 80, seq: bRcvNxt, ack: (bSndNxt - 0x20000000) >>> 0, flags: TH_ACK, options: ts }));
     net.clock.advance(100);
     expect(net.trace.filter((e) => e.from === 'b').map((e) => e.seg.flags)).toEqual([TH_ACK]);
     expect(net.b.stats.challengeAcks).toBe(1);
     expect(server.state).toBe('ESTABLISHED');
   });
 
-  it('rate-limits challenge ACKs (RFC 5961 §7)', () => {
-    const net = new TestNet({ tcp: { challengeAckLimit: 3 } });
+  it('rate-limits challenge ACKs (RFC 5961 §7) with a budget drawn anew each second (CVE-2016-5696)', () => {
+    const net = new TestNet({ tcp: { challengeAckLimit: 10 } });
     const { client, server } = establish(net);
     net.clock.advance(1000);
     const bRcvNxt = net.trace.filter((e) => e.from === 'a').at(-1)!.seg.seq;
-    net.trace.length = 0;
-    for (let i = 0; i < 10; i++) net.inject('a', seg({ srcPort: client.localPort, dstPort: 80, seq: (bRcvNxt + 100 + i) >>> 0, flags: TH_RST }));
-    net.clock.advance(100);
-    expect(net.trace.filter((e) => e.from === 'b')).toHaveLength(3);
+    const counts: number[] = [];
+    for (let second = 0; second < 8; second++) {
+      net.trace.length = 0;
+      for (let i = 0; i < 40; i++) net.inject('a', seg({ srcPort: client.localPort, dstPort: 80, seq: (bRcvNxt + 100 + i) >>> 0, flags: TH_RST }));
+      net.clock.advance(1000);
+      counts.push(net.trace.filter((e) => e.from === 'b').length);
+    }
+    for (const n of counts) {
+      expect(n).toBeGreaterThanOrEqual(5);
+      expect(n).toBeLessThan(15);
+    }
+    expect(new Set(counts).size).toBeGreaterThan(1); // not a fixed, countable number
     expect(server.state).toBe('ESTABLISHED');
   });
 });

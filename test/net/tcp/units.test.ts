@@ -1,7 +1,10 @@
 /** The TCP building blocks on their own: sequence arithmetic, buffers, queues, estimators, timers. */
 import { describe, expect, it } from 'vitest';
 import { VirtualClock } from '../../../net/clock.js';
-import { CongestionControl, initialWindow } from '../../../net/tcp/congestion.js';
+import { initialWindow, NewReno } from '../../../net/tcp/congestion.js';
+import { Cubic } from '../../../net/tcp/cubic.js';
+import { IsnGenerator } from '../../../net/tcp/isn.js';
+import { mulberry32 } from '../../../net/random.js';
 import { ReassemblyQueue } from '../../../net/tcp/reassembly.js';
 import { RtoEstimator } from '../../../net/tcp/rto.js';
 import { SackScoreboard } from '../../../net/tcp/sack.js';
@@ -73,9 +76,9 @@ describe('ReassemblyQueue', () => {
     const q = new ReassemblyQueue(2);
     q.insert(100, bytes(0, 50), 90, 120); // trimmed to [100, 120)
     expect(q.bytes).toBe(20);
-    expect(q.insert(130, bytes(0, 5), 90, 200)).toBe(true);
-    expect(q.insert(140, bytes(0, 5), 90, 200)).toBe(false); // third chunk: refused
-    expect(q.insert(50, bytes(0, 10), 90, 200)).toBe(true); // entirely old: nothing to keep
+    expect(q.insert(130, bytes(0, 5), 90, 200)).toBe('queued');
+    expect(q.insert(140, bytes(0, 5), 90, 200)).toBe('dropped'); // third chunk: refused
+    expect(q.insert(50, bytes(0, 10), 90, 200)).toBe('queued'); // entirely old: nothing to keep
     expect(q.segments).toBe(2);
   });
 
@@ -93,24 +96,114 @@ describe('ReassemblyQueue', () => {
   });
 });
 
-describe('SackScoreboard', () => {
-  it('merges blocks, ignores D-SACK and blocks beyond SND.MAX, finds the holes', () => {
+describe('SackScoreboard (RFC 6675 §3, per segment)', () => {
+  /** Ten 100-byte segments [100, 1100) sent at t = 0..9. */
+  function board(): SackScoreboard {
     const s = new SackScoreboard();
-    expect(s.update([{ left: 200, right: 300 }], 100, 1000)).toBe(true);
-    expect(s.update([{ left: 300, right: 400 }], 100, 1000)).toBe(true); // adjacent: merges
-    expect(s.update([{ left: 50, right: 90 }], 100, 1000)).toBe(false); // below SND.UNA (D-SACK)
-    expect(s.update([{ left: 900, right: 1100 }], 100, 1000)).toBe(false); // beyond SND.MAX
-    expect(s.update([{ left: 600, right: 700 }], 100, 1000)).toBe(true);
-    expect(s.sackedBytes).toBe(300);
-    expect(s.highSacked).toBe(700);
-    expect(s.nextHole(100)).toEqual({ start: 100, end: 200 });
-    expect(s.nextHole(250)).toEqual({ start: 400, end: 600 });
-    expect(s.nextHole(700)).toBeNull();
-    expect(s.holeBytes(100, 700)).toBe(300);
-    expect(s.sackedEnd(250)).toBe(400);
-    s.ackTo(350);
-    expect(s.sackedBytes).toBe(150);
-    expect(s.nextHole(350)).toEqual({ start: 400, end: 600 });
+    for (let i = 0; i < 10; i++) s.record(100 + i * 100, 200 + i * 100, i, false);
+    return s;
+  }
+
+  it('folds in SACK blocks: D-SACK (below SND.UNA or inside the second block) and blocks beyond SND.MAX are not SACKs', () => {
+    const s = board();
+    const r1 = s.applySack([{ left: 300, right: 500 }], 100, 1100);
+    expect(r1.newlySackedBytes).toBe(200);
+    expect(r1.newlySacked.map((x) => x.start)).toEqual([300, 400]);
+    expect(s.applySack([{ left: 50, right: 90 }, { left: 300, right: 500 }], 100, 1100)).toMatchObject({ dsackBytes: 40, newlySackedBytes: 0, dsack: { left: 50, right: 90 } });
+    expect(s.applySack([{ left: 350, right: 400 }, { left: 300, right: 500 }], 100, 1100).dsackBytes).toBe(50);
+    expect(s.applySack([{ left: 900, right: 1200 }], 100, 1100).newlySackedBytes).toBe(0);
+    // A block not on a segment boundary splits the segment.
+    expect(s.applySack([{ left: 650, right: 800 }], 100, 1100).newlySackedBytes).toBe(150);
+    expect(s.sackedBytes).toBe(350);
+    expect(s.highSacked).toBe(800);
+  });
+
+  it('pipe counts unSACKed bytes not deemed lost, and retransmissions in flight once more (RFC 6675 §4)', () => {
+    const s = board();
+    expect(s.pipe()).toBe(1000);
+    s.applySack([{ left: 300, right: 600 }], 100, 1100);
+    expect(s.pipe()).toBe(700);
+    s.markLost(s.firstUnsacked()!); // [100, 200)
+    expect(s.pipe()).toBe(600);
+    expect(s.firstLost()!.start).toBe(100);
+    s.record(100, 200, 20, true); // retransmitted
+    expect(s.firstLost()).toBeNull();
+    expect(s.pipe()).toBe(700);
+    expect(s.firstUnsackedBelowHigh()!.start).toBe(200); // rule 3 candidate
+    expect(s.lastUnsacked()!.start).toBe(1000); // rule 4 (rescue)
+  });
+
+  it('after an RTO everything unSACKed is lost, SACKed data is not; reneging clears the SACKs', () => {
+    const s = board();
+    s.applySack([{ left: 300, right: 600 }], 100, 1100);
+    s.markAllLost();
+    expect(s.lostBytes()).toBe(700);
+    expect(s.segments.filter((x) => x.lost).some((x) => x.start >= 300 && x.end <= 600)).toBe(false);
+    expect(s.reneged).toBe(false);
+    s.ackTo(300); // cumulative ACK up to a SACKed segment that it does not cover...
+    expect(s.reneged).toBe(true); // ...the first remaining segment is SACKed: the receiver must have dropped it
+    s.clearSacks();
+    expect(s.sackedBytes).toBe(0);
+  });
+
+  it('ackTo drops what SND.UNA covers, splitting a partly acknowledged segment', () => {
+    const s = board();
+    expect(s.ackTo(250).map((x) => [x.start, x.end])).toEqual([
+      [100, 200],
+      [200, 250],
+    ]);
+    expect(s.segments[0]).toMatchObject({ start: 250, end: 300 });
+  });
+});
+
+describe('CUBIC (RFC 9438)', () => {
+  it('reduces by β = 0.7, climbs back to W_max along the cubic curve (K seconds), then probes beyond it', () => {
+    const mss = 1000;
+    const cc = new Cubic(mss);
+    cc.cwnd = 100 * mss; // in congestion avoidance at 100 segments
+    cc.ssthresh = 50 * mss;
+    cc.enterRecovery(100 * mss, true, 0);
+    expect(cc.ssthresh).toBe(70 * mss);
+    expect(cc.cwnd).toBe(70 * mss);
+    cc.exitRecovery();
+    // K = cbrt(W_max·(1 − β)/C) = cbrt(100·0.3/0.4) ≈ 4.22 s. Feed one window of ACKs per 100 ms RTT.
+    const K = Math.cbrt(30 / 0.4);
+    let t = 0;
+    const atWmax = (): number => {
+      while (t < K * 1000) {
+        const w = cc.cwnd;
+        for (let i = 0; i < w / mss; i++) cc.onAck(mss, t, 100);
+        t += 100;
+      }
+      return cc.cwnd / mss;
+    };
+    const plateau = atWmax();
+    expect(plateau).toBeGreaterThan(95);
+    expect(plateau).toBeLessThan(106); // the curve flattens near W_max
+    for (let i = 0; i < 30; i++) {
+      const w = cc.cwnd;
+      for (let j = 0; j < w / mss; j++) cc.onAck(mss, t, 100);
+      t += 100;
+    }
+    expect(cc.cwnd / mss).toBeGreaterThan(110); // convex region: probing for more
+    // Fast convergence: a loss below the previous W_max releases bandwidth (W_max·(1+β)/2).
+    const before = new Cubic(mss);
+    before.cwnd = 100 * mss;
+    before.ssthresh = 50 * mss;
+    before.enterRecovery(100 * mss, true, 0);
+    before.exitRecovery();
+    before.enterRecovery(70 * mss, true, 0);
+    expect(before.ssthresh).toBe(49 * mss);
+  });
+
+  it('undo restores the window of before a spurious reduction', () => {
+    const cc = new Cubic(1000);
+    cc.cwnd = 40_000;
+    cc.ssthresh = 30_000;
+    cc.enterRecovery(40_000, true, 0);
+    cc.undo(40_000, 30_000);
+    expect(cc.cwnd).toBe(40_000);
+    expect(cc.ssthresh).toBe(30_000);
   });
 });
 
@@ -135,25 +228,25 @@ describe('RtoEstimator (RFC 6298)', () => {
   });
 });
 
-describe('CongestionControl (RFC 5681/3465/6928)', () => {
+describe('NewReno (RFC 5681/3465/6928)', () => {
   it('initial window, slow start with ABC, congestion avoidance, halving', () => {
     expect(initialWindow(1460)).toBe(14600);
     expect(initialWindow(536)).toBe(5360);
     expect(initialWindow(9000)).toBe(18000);
-    const cc = new CongestionControl(1000);
+    const cc = new NewReno(1000);
     expect(cc.cwnd).toBe(10_000);
-    cc.onAck(5000); // ABC: at most 2·SMSS per ACK
+    cc.onAck(5000, 0); // ABC: at most 2·SMSS per ACK
     expect(cc.cwnd).toBe(12_000);
-    cc.onTimeout(20_000);
+    cc.onTimeout(20_000, 0);
     expect(cc.ssthresh).toBe(10_000);
     expect(cc.cwnd).toBe(1000);
-    while (cc.inSlowStart) cc.onAck(1000);
+    while (cc.inSlowStart) cc.onAck(1000, 0);
     expect(cc.cwnd).toBe(10_000);
-    for (let i = 0; i < 10; i++) cc.onAck(1000); // one window's worth: +1 SMSS
+    for (let i = 0; i < 10; i++) cc.onAck(1000, 0); // one window's worth: +1 SMSS
     expect(cc.cwnd).toBe(11_000);
-    cc.enterRecovery(11_000, true);
+    cc.enterRecovery(11_000, true, 0);
     expect(cc.cwnd).toBe(5500);
-    cc.enterRecovery(2000, false);
+    cc.enterRecovery(2000, false, 0);
     expect(cc.ssthresh).toBe(2000); // never below 2·SMSS
     expect(cc.cwnd).toBe(5000);
   });
@@ -187,5 +280,21 @@ describe('TcpTimer', () => {
     clock.advance(2000);
     expect(fired).toEqual([150, 220]);
     expect(clock.pending()).toBe(0);
+  });
+});
+
+describe('IsnGenerator (RFC 6528)', () => {
+  it('keyed per 4-tuple, advancing with a 4 µs clock, reproducible from a seeded source', () => {
+    const clock = new VirtualClock();
+    const g1 = new IsnGenerator(clock, mulberry32(5));
+    const g2 = new IsnGenerator(clock, mulberry32(5));
+    const g3 = new IsnGenerator(clock, mulberry32(6));
+    const a = g1.isn(1, 1000, 2, 80);
+    expect(g2.isn(1, 1000, 2, 80)).toBe(a); // same secret, same tuple, same time
+    expect(g3.isn(1, 1000, 2, 80)).not.toBe(a); // another secret
+    const b = g1.isn(1, 1001, 2, 80);
+    expect(((b - a) >>> 0) > 1000).toBe(true); // a neighbouring port is nowhere near
+    clock.advance(10);
+    expect((g1.isn(1, 1000, 2, 80) - a) >>> 0).toBe(2500); // 10 ms = 2500 ticks of 4 µs
   });
 });
