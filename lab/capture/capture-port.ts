@@ -1,5 +1,5 @@
 import { emptyStats, type FramePort, type FramePortStats, type FrameReceiver } from '../../net/frame-port.js';
-import type { CaptureDirection, CaptureSink } from './pcap-writer.js';
+import type { CaptureDirection, CaptureSink } from './sink.js';
 
 /**
  * A capture point: a FramePort pass-through that records both directions of the frames crossing
@@ -79,7 +79,7 @@ export class CapturePoint implements FramePort {
       this.stats.txBytes += frame.length;
     } else {
       this.counters.out.drops++;
-      this.sink.refused?.('out');
+      this.sink.refused?.('out', `${this.inner.name} refused it`);
     }
     return ok;
   }
@@ -128,7 +128,7 @@ export class CapturePoint implements FramePort {
       this.stats.rxBytes += frame.length;
     } else {
       this.counters.in.drops++;
-      this.sink.refused?.('in');
+      this.sink.refused?.('in', this.receiver ? 'the receiver refused it' : 'no receiver attached');
     }
     return ok;
   }

@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import type { EventEmitter } from 'node:events';
+import { parsePcapng, BLOCK_SHB } from './pcapng-blocks.js';
 import { MANIFEST_FILE, type CaptureManifest } from './run.js';
 
 /**
@@ -160,9 +161,49 @@ function classify(frame: Buffer, s: { etherTypes: Record<string, number>; protoc
   } else s.protocols.other++;
 }
 
-/** Summarise one classic pcap file with pcap-parser. Never rejects: problems are reported. */
-export function summarizePcap(file: string): Promise<PcapFileSummary> {
-  const s: PcapFileSummary = {
+/** Summarise one capture file, classic pcap or pcapng (by its magic). Never rejects. */
+export function summarizeFile(file: string): Promise<PcapFileSummary> {
+  let magic: number | null = null;
+  try {
+    magic = readMagic(file);
+  } catch {
+    // summarizePcap reports the error.
+  }
+  return magic === BLOCK_SHB ? Promise.resolve(summarizePcapng(file)) : summarizePcap(file);
+}
+
+/** Summarise one pcapng file as netlab writes it (per-hop or merged). */
+export function summarizePcapng(file: string): PcapFileSummary {
+  const s = emptySummary();
+  let b: Buffer;
+  try {
+    b = fs.readFileSync(file);
+  } catch (e) {
+    s.problems.push(`${path.basename(file)}: ${(e as Error).message}`);
+    return s;
+  }
+  const f = parsePcapng(b);
+  for (const p of f.problems) s.problems.push(`${path.basename(file)}: ${p}`);
+  const first = f.interfaces[0];
+  if (first) {
+    s.linkType = first.linkType;
+    s.snaplen = first.snaplen;
+    s.precision = first.unitsPerSec === 1_000_000_000n ? 'ns' : 'us';
+  }
+  for (const i of f.interfaces) if (i.linkType !== 1) s.problems.push(`${path.basename(file)}: interface ${i.name} has link type ${i.linkType}, not Ethernet (1)`);
+  for (const p of f.packets) {
+    s.frames++;
+    s.bytes += p.origlen;
+    s.capturedBytes += p.caplen;
+    if (s.firstTime === null) s.firstTime = p.time;
+    s.lastTime = p.time;
+    classify(Buffer.from(p.data.buffer, p.data.byteOffset, p.data.length), s);
+  }
+  return s;
+}
+
+function emptySummary(): PcapFileSummary {
+  return {
     frames: 0,
     bytes: 0,
     capturedBytes: 0,
@@ -175,6 +216,11 @@ export function summarizePcap(file: string): Promise<PcapFileSummary> {
     precision: null,
     problems: [],
   };
+}
+
+/** Summarise one classic pcap file with pcap-parser. Never rejects: problems are reported. */
+export function summarizePcap(file: string): Promise<PcapFileSummary> {
+  const s = emptySummary();
   let magic: number | null;
   try {
     magic = readMagic(file);
@@ -215,7 +261,7 @@ export function summarizePcap(file: string): Promise<PcapFileSummary> {
   });
 }
 
-function readManifest(dir: string): CaptureManifest | null {
+export function readManifest(dir: string): CaptureManifest | null {
   try {
     return JSON.parse(fs.readFileSync(path.join(dir, MANIFEST_FILE), 'utf8')) as CaptureManifest;
   } catch {
@@ -223,24 +269,23 @@ function readManifest(dir: string): CaptureManifest | null {
   }
 }
 
-/** Hops and their files: from the manifest, else every `*.pcap` (ring files `X.N.pcap` joined to `X`). */
-function hopFiles(dir: string, manifest: CaptureManifest | null): { hop: string; files: string[] }[] {
+/**
+ * Hops and their files: from the manifest, else every `*.pcapng` / `*.pcap` but the merged file,
+ * ring files (`hop_00001_20261203062310.pcapng`) joined to their hop, oldest first.
+ */
+export function hopFiles(dir: string, manifest: CaptureManifest | null): { hop: string; files: string[] }[] {
   if (manifest) {
     return manifest.hops.map((h) => ({ hop: h.name, files: h.files.length > 0 ? h.files.map((f) => f.file) : [h.file] }));
   }
-  const pcaps = fs.readdirSync(dir).filter((f) => f.endsWith('.pcap')).sort();
-  const live = new Set(pcaps);
   const groups = new Map<string, { n: number; file: string }[]>();
-  for (const f of pcaps) {
-    const m = /^(.*)\.(\d+)\.pcap$/.exec(f);
-    const ringOf = m && live.has(`${m[1]}.pcap`) ? m[1]! : null;
-    const hop = ringOf ?? f.slice(0, -'.pcap'.length);
-    const list = groups.get(hop) ?? [];
-    list.push({ n: ringOf ? Number(m![2]) : 0, file: f });
-    groups.set(hop, list);
+  for (const f of fs.readdirSync(dir).sort()) {
+    const m = /^(.*?)(?:_(\d{5,})_\d{14})?\.(pcapng|pcap)$/.exec(f);
+    if (!m || f === 'all.pcapng') continue;
+    const list = groups.get(m[1]!) ?? [];
+    list.push({ n: m[2] ? Number(m[2]) : 0, file: f });
+    groups.set(m[1]!, list);
   }
-  // Oldest first: the highest rotation number is the oldest, the live file (0) the newest.
-  return [...groups].map(([hop, list]) => ({ hop, files: list.sort((a, b) => b.n - a.n).map((x) => x.file) }));
+  return [...groups].map(([hop, list]) => ({ hop, files: list.sort((a, b) => a.n - b.n).map((x) => x.file) }));
 }
 
 /** Summarise every hop of the run in `dir`. */
@@ -263,7 +308,7 @@ export async function summarizeRun(dir: string): Promise<RunSummary> {
       problems: [],
     };
     for (const f of files) {
-      const s = await summarizePcap(path.join(dir, f));
+      const s = await summarizeFile(path.join(dir, f));
       h.frames += s.frames;
       h.bytes += s.bytes;
       h.capturedBytes += s.capturedBytes;

@@ -1,10 +1,14 @@
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { VirtualClock } from '../../../net/clock.js';
-import { PcapngWriter, PcapWriter } from '../../../lab/capture/pcap-writer.js';
+import { PcapWriter } from '../../../lab/capture/pcap-writer.js';
+import { PcapngWriter } from '../../../lab/capture/pcapng-writer.js';
 import { summarizePcap } from '../../../lab/capture/summary.js';
+import { ringFilesIn } from '../../../lab/capture/batch-file.js';
+import { parsePcapng } from '../../../lab/capture/pcapng-blocks.js';
 import { arpRequest, IP_A, IP_B, MAC_A, pingFrame, requireTshark, tcpFrame, tsharkErrors, tsharkFields, udpFrame } from './frames.js';
 
 let dir: string;
@@ -132,34 +136,54 @@ describe('PcapWriter', () => {
     w.close();
   });
 
-  it('ring mode rotates to name.1.pcap … keeping ringFiles files, none over maxBytes, all valid', async () => {
+  it('ring mode names files as dumpcap does (hop_NNNNN_YYYYMMDDhhmmss), keeps ringFiles of them, none over maxBytes, all valid', async () => {
     const file = path.join(tmp(), 'hop.pcap');
     const maxBytes = 10_000;
-    const w = new PcapWriter(file, { clock: new VirtualClock(), maxBytes, ringFiles: 3, flushBytes: 1024 });
+    // Unix time 2026-12-03T06:23:10Z at clock 0.
+    const w = new PcapWriter(file, { clock: new VirtualClock(), epochOffsetMs: Date.parse('2026-12-03T06:23:10Z'), maxBytes, ringFiles: 3, flushBytes: 1024 });
     const f = udpFrame(458); // 500-byte frames, 516-byte records
     for (let i = 0; i < 200; i++) w.record(udpFrame(458, i));
     w.close();
-    const names = fs.readdirSync(dir).sort();
-    expect(names).toEqual(['hop.1.pcap', 'hop.2.pcap', 'hop.pcap']);
     const perFile = Math.floor((maxBytes - 24) / (16 + f.length));
+    const rotations = Math.ceil(200 / perFile) - 1;
+    expect(w.rotations).toBe(rotations);
+    const names = fs.readdirSync(dir).sort();
+    const n = rotations + 1;
+    const name = (k: number): string => `hop_${String(k).padStart(5, '0')}_20261203062310.pcap`;
+    expect(names).toEqual([name(n - 2), name(n - 1), name(n)]);
+    expect(ringFilesIn(dir, 'hop.pcap')).toEqual(names);
     let total = 0;
-    for (const n of names) {
-      const p = path.join(dir, n);
+    for (const x of names) {
+      const p = path.join(dir, x);
       expect(fs.statSync(p).size).toBeLessThanOrEqual(maxBytes);
       expect(tsharkErrors(p)).toEqual([]);
       total += tsharkFields(p, ['frame.number']).length;
     }
-    expect(w.rotations).toBe(Math.ceil(200 / perFile) - 1);
-    expect(fs.statSync(path.join(dir, 'hop.1.pcap')).size).toBe(24 + perFile * (16 + f.length));
+    expect(fs.statSync(path.join(dir, name(n - 1))).size).toBe(24 + perFile * (16 + f.length));
     // The ring holds the newest frames: the live file ends with the last one written.
     const counts = w.fileCounts();
-    expect(counts.map((c) => path.basename(c.file))).toEqual(['hop.2.pcap', 'hop.1.pcap', 'hop.pcap']);
-    expect(counts.reduce((n, c) => n + c.frames, 0)).toBe(total);
+    expect(counts.map((c) => path.basename(c.file))).toEqual(names);
+    expect(counts.reduce((k, c) => k + c.frames, 0)).toBe(total);
     expect(w.frames).toBe(200);
-    const last = tsharkFields(path.join(dir, 'hop.pcap'), ['ip.id']).at(-1)![0];
+    const last = tsharkFields(path.join(dir, name(n)), ['ip.id']).at(-1)![0];
     expect(Number(last)).toBe(199);
-    const oldest = await summarizePcap(path.join(dir, 'hop.2.pcap'));
+    const oldest = await summarizePcap(path.join(dir, name(n - 2)));
     expect(oldest.frames).toBe(perFile);
+  });
+
+  it('ring by duration (dumpcap -b duration:) starts a new file after that much lab time', () => {
+    const file = path.join(tmp(), 'hop.pcap');
+    const clock = new VirtualClock();
+    const w = new PcapWriter(file, { clock, epochOffsetMs: Date.parse('2026-12-03T06:00:00Z'), maxDurationMs: 1000, ringFiles: 10 });
+    for (let i = 0; i < 35; i++) {
+      w.record(udpFrame(10, i));
+      clock.advance(100);
+    }
+    w.close();
+    const names = fs.readdirSync(dir).sort();
+    // 3.5 s of frames, a new file every second of lab time; each named for when it started.
+    expect(names).toEqual(['hop_00001_20261203060000.pcap', 'hop_00002_20261203060001.pcap', 'hop_00003_20261203060002.pcap', 'hop_00004_20261203060003.pcap']);
+    expect(w.fileCounts().map((c) => c.frames)).toEqual([10, 10, 10, 5]);
   });
 });
 
@@ -181,5 +205,71 @@ describe('PcapngWriter', () => {
       ['vm0.eth0', '0x00000001', String(pingFrame(3).length)],
     ]);
     expect(tsharkErrors(file)).toEqual([]);
+  });
+
+  it('writes what Wireshark shows of a hop: SHB application and OS, IDB name/description/resolution/snaplen, packet ids, statistics', () => {
+    const file = path.join(tmp(), 'tap2.pcapng');
+    const clock = new VirtualClock();
+    const w = new PcapngWriter(file, { clock, precision: 'ns', snaplen: 200, section: { userAppl: 'netlab 9.9.9', os: 'Linux test' } });
+    const id = w.addInterface('tap2', 'host TAP device tap2');
+    w.writeFrame(id, udpFrame(10), 'in', 1, 7);
+    w.writeFrame(id, udpFrame(400, 2), 'out', 2, 8);
+    w.noteDrop(id, 'vm0.eth0 refused it');
+    clock.advance(5);
+    w.close();
+    expect(tsharkErrors(file)).toEqual([]);
+    const rows = tsharkFields(file, ['frame.interface_name', 'frame.interface_description', 'frame.packet_id', 'frame.packet_flags_direction', 'frame.cap_len', 'frame.len', 'frame.comment']);
+    expect(rows).toEqual([
+      ['tap2', 'host TAP device tap2', '7', '0x00000001', String(udpFrame(10).length), String(udpFrame(10).length), ''],
+      ['tap2', 'host TAP device tap2', '8', '0x00000002', '200', String(udpFrame(400).length), 'dropped: vm0.eth0 refused it'],
+    ]);
+    const f = parsePcapng(fs.readFileSync(file));
+    expect(f.problems).toEqual([]);
+    expect(f.userAppl).toBe('netlab 9.9.9');
+    expect(f.os).toBe('Linux test');
+    expect(f.interfaces).toEqual([{ name: 'tap2', description: 'host TAP device tap2', snaplen: 200, linkType: 1, unitsPerSec: 1_000_000_000n }]);
+    expect(f.stats).toEqual([{ interfaceId: 0, received: 2n, dropped: 1n }]);
+    // Wireshark's own reader (capinfos, from the tshark install) sees the section's application,
+    // the interface's description and the statistics block.
+    const info = spawnSync('capinfos', [file], { encoding: 'utf8' }).stdout;
+    expect(info).toContain('Capture application: netlab 9.9.9');
+    expect(info).toContain('Description = host TAP device tap2');
+    expect(info).toContain('Number of stat entries = 1');
+    expect(tsharkFields(file, ['frame.number']).length).toBe(2);
+  });
+
+  it('a drop noted after the record reached the disk is still counted (no comment can be added then)', () => {
+    const file = path.join(tmp(), 'x.pcapng');
+    const w = new PcapngWriter(file, { clock: new VirtualClock() });
+    const id = w.addInterface('x');
+    w.writeFrame(id, udpFrame(10), 'out', 0, 1);
+    w.flush();
+    w.noteDrop(id, 'late');
+    w.close();
+    const f = parsePcapng(fs.readFileSync(file));
+    expect(f.packets[0]!.comments).toEqual([]);
+    expect(f.stats[0]).toMatchObject({ received: 1n, dropped: 1n });
+  });
+
+  it('ring files each start with the section and interfaces and end with statistics', () => {
+    const file = path.join(tmp(), 'hop.pcapng');
+    const w = new PcapngWriter(file, { clock: new VirtualClock(), maxBytes: 4000, ringFiles: 2, flushBytes: 512 });
+    const id = w.addInterface('hop', 'a hop');
+    for (let i = 0; i < 30; i++) w.writeFrame(id, udpFrame(200, i), 'out', i, i + 1);
+    w.close();
+    const names = fs.readdirSync(dir).sort();
+    expect(names).toHaveLength(2);
+    let lastRecv = 0n;
+    for (const n of names) {
+      const p = path.join(dir, n);
+      expect(fs.statSync(p).size).toBeLessThanOrEqual(4000 + 200);
+      expect(tsharkErrors(p)).toEqual([]);
+      const f = parsePcapng(fs.readFileSync(p));
+      expect(f.interfaces.map((i) => [i.name, i.description])).toEqual([['hop', 'a hop']]);
+      expect(f.stats).toHaveLength(1);
+      expect(f.stats[0]!.received! > lastRecv).toBe(true);
+      lastRecv = f.stats[0]!.received!;
+    }
+    expect(lastRecv).toBe(30n);
   });
 });
