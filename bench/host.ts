@@ -135,6 +135,38 @@ export async function benchRedirect(size: number, runs: number): Promise<BenchRe
   return out;
 }
 
+/**
+ * Host-side C tools, so the client is never the limit: curl for downloads (its own timing), socat
+ * for uploads (timed around the process; the last socket buffer's worth may still be in flight
+ * when socat exits, a few MB in a transfer of BENCH_MB). MB/s = 2^20 bytes per second.
+ */
+function curlDownload(where: string, url: string, size: number): number {
+  const out = sh(['ip', 'netns', 'exec', where, 'curl', '-sS', '-m', '300', '-o', '/dev/null', '-w', '%{size_download} %{time_total}', url]);
+  const [bytes, secs] = out.trim().split(' ').map(Number) as [number, number];
+  if (bytes !== size) throw new Error(`curl ${url}: ${bytes} bytes, wanted ${size}`);
+  return bytes / secs / 1048576;
+}
+
+function socatUpload(where: string, host: string, port: number, size: number): number {
+  const t0 = process.hrtime.bigint();
+  sh(['ip', 'netns', 'exec', where, 'sh', '-c', `head -c ${size} /dev/zero | socat -b 262144 -u - TCP:${host}:${port}`]);
+  return size / (Number(process.hrtime.bigint() - t0) / 1e9) / 1048576;
+}
+
+/** socat downloads for the veth reference (a C server: `head -c N /dev/zero` behind socat). */
+function socatDownload(where: string, host: string, port: number, size: number): number {
+  const t0 = process.hrtime.bigint();
+  const out = sh(['ip', 'netns', 'exec', where, 'sh', '-c', `socat -b 262144 -u TCP:${host}:${port} - | wc -c`]);
+  if (Number(out.trim()) !== size) throw new Error(`socat download: ${out.trim()} bytes, wanted ${size}`);
+  return size / (Number(process.hrtime.bigint() - t0) / 1e9) / 1048576;
+}
+
+function medianOf(runs: number, f: () => number): number {
+  const v: number[] = [];
+  for (let i = 0; i < runs; i++) v.push(f());
+  return median(v);
+}
+
 function pingStats(where: string, addr: string, count: number): { median: number; p99: number } {
   const text = sh(['ip', 'netns', 'exec', where, 'ping', '-c', String(count), '-i', '0.01', '-W', '2', addr], false);
   const times = [...text.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
@@ -156,19 +188,58 @@ export async function benchTap(size: number, runs: number): Promise<BenchResult[
   const ref = await measure(a, '172.30.0.2', { up: 9, down: 80, http: 80 }, size, runs);
   const refPing = pingStats(a, '172.30.0.2', 200);
   for (const c of children.splice(0)) await kill(c);
+  // The same pair with C tools on both ends (socat servers: a sink, and N bytes from /dev/zero).
+  children.push(spawn('ip', ['netns', 'exec', b, 'socat', '-b', '262144', '-u', 'TCP-LISTEN:5002,reuseaddr,fork', 'OPEN:/dev/null'], { stdio: 'ignore' }));
+  children.push(spawn('ip', ['netns', 'exec', b, 'socat', '-b', '262144', '-U', 'TCP-LISTEN:5001,reuseaddr,fork', `SYSTEM:head -c ${size} /dev/zero`], { stdio: 'ignore' }));
+  await new Promise((r) => setTimeout(r, 300));
+  const refC = { up: medianOf(runs, () => socatUpload(a, '172.30.0.2', 5002, size)), down: medianOf(runs, () => socatDownload(a, '172.30.0.2', 5001, size)) };
+  for (const c of children.splice(0)) await kill(c);
+  out.push({ name: 'veth host→guest (C tools)', value: refC.up, unit: 'MB/s  (socat)' });
+  out.push({ name: 'veth guest→host (C tools)', value: refC.down, unit: 'MB/s  (socat)' });
+  out.push({ name: 'veth ping rtt median', value: refPing.median, unit: 'ms' });
   for (const nic of ['rtl8139', 'virtio', 'ne2k']) {
     const ns = netns(`tap-${nic}`);
     await start(['ip', 'netns', 'exec', ns, NODE, CLI, '--no-capture', 'up', 'tap2', '--nic', nic, '--for', '600'], 'ready:');
     const r = await measure(ns, '172.22.0.2', { up: 9, down: 80, http: 80 }, size, runs);
     const p = pingStats(ns, '172.22.0.2', 200);
-    for (const c of children.splice(0)) await kill(c);
+    const c = { up: medianOf(runs, () => socatUpload(ns, '172.22.0.2', 9, size)), down: medianOf(runs, () => curlDownload(ns, `http://172.22.0.2/bytes/${size}`, size)) };
+    for (const ch of children.splice(0)) await kill(ch);
+    out.push({ name: `tap ${nic} host→guest (C tools)`, value: c.up, unit: `MB/s  (veth ${refC.up.toFixed(0)}; ratio ${(c.up / refC.up).toFixed(3)})` });
+    out.push({ name: `tap ${nic} guest→host (C tools)`, value: c.down, unit: `MB/s  (veth ${refC.down.toFixed(0)}; ratio ${(c.down / refC.down).toFixed(3)})` });
     out.push({ name: `tap ${nic} host→guest`, value: r.up, unit: `MB/s  (veth ${ref.up.toFixed(0)}; ratio ${(r.up / ref.up).toFixed(3)})` });
     out.push({ name: `tap ${nic} guest→host`, value: r.down, unit: `MB/s  (veth ${ref.down.toFixed(0)}; ratio ${(r.down / ref.down).toFixed(3)})` });
     out.push({ name: `tap ${nic} connections`, value: r.cps, unit: `conn/s  (veth ${ref.cps.toFixed(0)}; ratio ${(r.cps / ref.cps).toFixed(2)})` });
-    out.push({ name: `tap ${nic} ping rtt median`, value: p.median, unit: `ms  (veth ${refPing.median.toFixed(3)})` });
+    out.push({ name: `tap ${nic} ping rtt median`, value: p.median, unit: `ms  (veth ${refPing.median.toFixed(3)}; ratio ${(p.median / refPing.median).toFixed(1)})` });
     out.push({ name: `tap ${nic} ping rtt p99`, value: p.p99, unit: `ms  (veth ${refPing.p99.toFixed(3)})` });
   }
   return out;
+}
+
+/**
+ * Idle VMs: `lab up tap2 --vms N` in a namespace, resident memory once booted and settled, for 1
+ * and for `count` VMs; per VM both as the whole process divided by N and as the increment per VM
+ * beyond the first (what one more VM costs).
+ */
+export async function benchIdle(count: number): Promise<BenchResult[]> {
+  if (process.getuid?.() !== 0) return [{ name: 'idle', value: NaN, unit: 'needs root (network namespaces): sudo npm run bench -- idle' }];
+  const rss: Record<number, number> = {};
+  for (const n of [1, count]) {
+    const ns = netns(`idle-${n}`);
+    const lab = await start(['ip', 'netns', 'exec', ns, NODE, CLI, '--no-capture', 'up', 'tap2', '--vms', String(n), '--for', '120'], 'ready:', 60_000).catch(() => null);
+    void lab;
+    await new Promise((r) => setTimeout(r, 5000));
+    // The lab is the node process inside the namespace (ip netns exec execs it, keeping the pid).
+    const pid = children[children.length - 1]!.pid!;
+    const status = sh(['cat', `/proc/${pid}/status`]);
+    rss[n] = Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? NaN) / 1024;
+    for (const c of children.splice(0)) await kill(c);
+  }
+  return [
+    { name: 'lab up, 1 VM, resident', value: rss[1]!, unit: 'MB' },
+    { name: `lab up, ${count} VMs, resident`, value: rss[count]!, unit: 'MB' },
+    { name: `per VM (${count} VMs, whole process / ${count})`, value: rss[count]! / count, unit: 'MB  (goal < 40)' },
+    { name: 'per additional VM', value: (rss[count]! - rss[1]!) / (count - 1), unit: 'MB' },
+  ];
 }
 
 async function waitFor(cond: () => boolean, ms: number): Promise<void> {

@@ -13,7 +13,8 @@ import { median, type BenchResult } from './stats.js';
  */
 
 /** Send `size` bytes over `c` and wait (stepping `clock`) until the peer saw them all. */
-function transfer(clock: VirtualClock, c: TcpConnection, size: number, received: () => number): void {
+/** Write `size` bytes into `c` as fast as its send buffer takes them (on connect and as it drains). */
+export function pumpWrites(c: TcpConnection, size: number): void {
   const chunk = new Uint8Array(65536).map((_, i) => i & 0xff);
   let off = 0;
   const pump = (): void => {
@@ -25,6 +26,10 @@ function transfer(clock: VirtualClock, c: TcpConnection, size: number, received:
   };
   c.onConnected = pump;
   c.onSent = pump;
+}
+
+function transfer(clock: VirtualClock, c: TcpConnection, size: number, received: () => number): void {
+  pumpWrites(c, size);
   clock.runUntil(() => received() >= size, 3_600_000, 500_000_000);
   if (received() < size) throw new Error(`transfer stalled at ${received()} of ${size}`);
 }

@@ -1,13 +1,19 @@
 import { benchNicModels, benchTcpStack } from './inprocess.js';
-import { benchRedirect, benchTap, cleanupHost } from './host.js';
+import { benchIdle, benchRedirect, benchTap, cleanupHost } from './host.js';
+import { benchLoss, formatLoss } from './loss.js';
 import { formatResults } from './stats.js';
+import { benchLinux } from './linux.js';
 
 /**
- * `npm run bench [-- section…]`: sections tcp, nic, redirect, tap (default all). A script, not a
- * timed test: numbers go to stdout, medians of several runs, references measured in the same run.
+ * `npm run bench [-- section…]`: sections tcp, nic, redirect, tap, idle (default), and loss, linux
+ * on request. A script, not a timed test: numbers go to stdout, medians of several runs, references
+ * measured in the same run.
  */
-const all = ['tcp', 'nic', 'redirect', 'tap'];
-const want = process.argv.slice(2).filter((a) => all.includes(a));
+const all = ['tcp', 'nic', 'redirect', 'tap', 'idle'];
+// `loss` (the deterministic loss matrix) and `linux` (QEMU Linux guests behind libslirp, passt and
+// the lab; slow under TCG) run on request only.
+const onRequest = ['loss', 'linux'];
+const want = process.argv.slice(2).filter((a) => all.includes(a) || onRequest.includes(a));
 const sections = want.length ? want : all;
 const size = Number(process.env.BENCH_MB ?? '100') * 1024 * 1024;
 const runs = Number(process.env.BENCH_RUNS ?? '3');
@@ -18,7 +24,16 @@ async function main(): Promise<void> {
     if (sections.includes('tcp')) process.stdout.write(formatResults('TCP, stack to stack in one process (virtual time; CPU cost only)', benchTcpStack(runs + 2)) + '\n\n');
     if (sections.includes('nic')) process.stdout.write(formatResults('NIC models with their drivers, in one process', benchNicModels()) + '\n\n');
     if (sections.includes('redirect')) process.stdout.write(formatResults(`lab redirect vs slirp4netns (${size / 1048576} MB transfers, median of ${runs})`, await benchRedirect(size, runs)) + '\n\n');
+    if (sections.includes('loss')) {
+      const lossSize = Number(process.env.BENCH_LOSS_MB ?? '4') * 1024 * 1024;
+      process.stdout.write(formatLoss(benchLoss(lossSize), lossSize) + '\n\n');
+    }
     if (sections.includes('tap')) process.stdout.write(formatResults(`lab up over a real TAP vs a veth pair (${size / 1048576} MB transfers, median of ${runs})`, await benchTap(size, runs)) + '\n\n');
+    if (sections.includes('linux')) {
+      const mb = Number(process.env.BENCH_LINUX_MB ?? '20');
+      process.stdout.write(formatResults(`Linux guest in QEMU (TCG) behind the lab's user-mode network vs libslirp and passt (${mb} MB transfers, median of ${runs}; ratio = lab / reference)`, await benchLinux(mb * 1_000_000, runs)) + '\n\n');
+    }
+    if (sections.includes('idle')) process.stdout.write(formatResults('idle VMs on one switch (lab up tap2 --vms 10)', await benchIdle(10)) + '\n\n');
   } finally {
     await cleanupHost();
   }

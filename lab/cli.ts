@@ -1,18 +1,22 @@
 #!/usr/bin/env node
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { RealClock } from '../net/clock.js';
-import { Logger } from '../src/log.js';
+import { DEBUG_COMPONENTS, Logger, parseDebugSpec } from '../src/log.js';
 import { createDeviceRegistry } from '../src/registry.js';
 import { Vm } from '../src/vmm/vm.js';
 import { loadConfig } from './config-loader.js';
 import { assembleLab, type Lab } from './topology.js';
+import { assembleSwitchLab, hasSwitchBackend } from './switch-lab.js';
 import { hasNetAdmin, startUp } from './up.js';
-import { startCaptureRun, type CaptureRun } from './capture/run.js';
-import { formatSummary, summarizeRun } from './capture/summary.js';
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { addCaptureOptions, captureLine, captureRunFor, captureStartLine, capturesCommand, extcapCommand, liveCaptureCommand, type CaptureCliOptions } from './capture/cli.js';
+import type { CaptureRun } from './capture/run.js';
 import { NIC_CLASSES, type NicModel, type VmConfig } from '../src/config/types.js';
 import { normaliseQemuArgv, parseQemuNet } from './qemu-args.js';
+import { buildImage, defaultCacheDir } from './image/build.js';
+import { parseVmSocketSpec } from './vmsocket/spec.js';
+import { openLabVmSocket, startSocketRedirect, vmSocketLine, type OpenedVmSocket } from './vmsocket/socket-lab.js';
+import { runQemuGuest } from './vmsocket/qemu-run.js';
+import { findQemu } from './vmsocket/qemu.js';
 
 /**
  * `lab`: the netlab command line. Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration
@@ -25,16 +29,20 @@ Examples:
   $ sudo lab up tap2                          guest at 172.22.0.2 on host TAP tap2 (host 172.22.0.1/16)
   $ ping 172.22.0.2
   $ lab run examples/default.xml --for 5      boot a guest from XML, print its devices and telemetry
+  $ lab run examples/switch.xml               three guests on one lab switch, from one XML (SWITCH backend)
   $ lab config check examples/default.xml     validate a config and print the resolved machine
+  $ lab image build                           a Linux guest (Debian i386 kernel + busybox) in images/linux/
+  $ lab run images/linux/linux.xml            that guest in QEMU, its NIC on the lab's user-mode network
+  $ lab redirect tcp:9555:10.10.10.33:80 --vm-socket /tmp/netlab.sock
+      then: qemu-system-x86_64 … -netdev stream,id=n0,server=off,addr.type=unix,addr.path=/tmp/netlab.sock -device rtl8139,netdev=n0
   $ lab run --debug pci,rtl8139               per-component debug output (errors always shown)
+
+Debug components (--debug, comma-separated, or "all"):
+  ${DEBUG_COMPONENTS.join(', ')}
 `;
 
-interface GlobalOptions {
+interface GlobalOptions extends CaptureCliOptions {
   debug?: string;
-  captures: string;
-  capture: boolean;
-  captureMaxMb?: number;
-  mergedCapture?: boolean;
   stats?: number;
   quiet?: boolean;
 }
@@ -53,29 +61,31 @@ function nicLine(nics: { id: string; counters(): Record<string, number> }[]): st
   }).join('  ');
 }
 
-function captureRun(command: string, clock: RealClock, g: GlobalOptions): CaptureRun {
-  let run: CaptureRun;
-  try {
-    run = startCaptureRun({
-    command,
-    clock,
-    baseDir: g.captures,
-    enabled: g.capture,
-    maxBytes: g.captureMaxMb ? Math.round(g.captureMaxMb * 1024 * 1024) : 0,
-    merged: g.mergedCapture ?? false,
-    });
-  } catch (e) {
-    fail(`cannot create a capture folder under ${g.captures}/ (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): pass --captures DIR with a writable folder, or --no-capture`, 1);
+/** Each guest's VMM telemetry and NIC counters (the end of a run, and kill -USR1). */
+function printGuests(guests: { guest: { vm: Vm } }[]): void {
+  for (const gu of guests) {
+    const vm = gu.guest.vm;
+    process.stdout.write(`${vm.telemetry.report(`telemetry ${vm.config.name}`)}\n`);
+    for (const nic of vm.nics()) process.stdout.write(`  ${nic.id} ${Object.entries(nic.counters()).map(([k, v]) => `${k}=${v}`).join(' ')}\n`);
   }
-  // pcaps and the manifest are closed on exit and on signals, so files are valid after Ctrl-C.
-  run.installExitHandlers([]);
+}
+
+/** The guests' part of a --stats line. */
+function guestsLine(guests: { guest: { vm: Vm } }[]): string {
+  return guests.map((gu) => nicLine(gu.guest.vm.nics().map((n) => ({ id: `${gu.guest.vm.config.name}.${n.id}`, counters: () => n.counters() })))).join('  ');
+}
+
+function captureRun(command: string, clock: RealClock, g: GlobalOptions): CaptureRun {
+  const run = captureRunFor(command, clock, g, fail, Logger.fromSpec(g.debug).child('capture'));
+  if (!g.quiet) process.stdout.write(`${captureStartLine(run, g)}\n`);
   return run;
 }
 
-function captureLine(run: CaptureRun): string {
-  if (!run.dir) return 'captures: off (--no-capture)';
-  const m = run.manifest();
-  return `captures: ${run.dir}/ (${m.hops.map((h) => `${h.name} ${h.frames}`).join(', ')} frames) — open in Wireshark, or "lab captures ${run.dir}"`;
+/** `--debug`: an unknown component is a usage error that lists the known ones. */
+function debugSpec(value: string): string {
+  const r = parseDebugSpec(value);
+  if (!r.ok) throw new InvalidArgumentError(r.error);
+  return value;
 }
 
 function fail(message: string, code: number): never {
@@ -88,20 +98,17 @@ export function buildProgram(): Command {
   program
     .name('lab')
     .description('netlab: watch and change how a guest\'s network traffic flows, hop by hop')
-    .option('--debug <components>', 'debug output for components, comma-separated (e.g. pci,rtl8139,tcp; "all")')
-    .option('--captures <dir>', 'where runs write their pcaps', 'captures')
-    .option('--no-capture', 'write no pcaps for this run')
-    .option('--capture-max-mb <mb>', 'ring mode: rotate each hop\'s pcap before it exceeds this size', parseFloat)
-    .option('--merged-capture', 'also write all.pcapng with one named interface per hop')
+    .addOption(new Option('--debug <components>', 'debug output for components, comma-separated (e.g. pci,rtl8139,tcp; "all"; list below)').argParser(debugSpec))
     .option('--stats <seconds>', 'print a line of live counters every N seconds', parseFloat)
     .option('-q, --quiet', 'only errors and warnings')
     .addHelpText('after', EXAMPLES)
     .showHelpAfterError('(run "lab --help" for usage and examples)');
+  addCaptureOptions(program);
 
   program
     .command('run')
     .description('boot a guest from a Palacios-style XML config (the embedded default guest when none is given)')
-    .argument('[config]', 'guest XML (see examples/default.xml)')
+    .argument('[configs...]', 'guest XML (see examples/default.xml); several, or one with a SWITCH backend, put VMs on lab switches')
     .addOption(new Option('--for <seconds>', 'stop after this many seconds (default: until Ctrl-C)').argParser(parseSeconds))
     .option('--restrict', 'isolate the guest: its connections reach only the gateway (host loopback)')
     .option('--net <spec>', 'QEMU -net: user | nic,model=rtl8139|ne2k_pci|virtio-net-pci | tap,ifname=tap2', collect, [])
@@ -113,8 +120,12 @@ QEMU's networking options work as the manual types them:
   $ lab run -net user -net nic,model=rtl8139 -redir tcp:9555:10.10.10.33:80
   $ sudo lab run -net tap,ifname=tap2 -net nic,model=rtl8139
 `)
-    .action(async (configPath: string | undefined, opts: RunOptions & QemuCliOptions) => {
-      await qemuOrRun(configPath, opts, program.opts<GlobalOptions>());
+    .action(async (configPaths: string[], opts: RunOptions & QemuCliOptions) => {
+      if (configPaths.length > 1 || (configPaths.length === 1 && switchConfigs(configPaths).some(hasSwitchBackend))) {
+        await switchRunCommand(configPaths, opts, program.opts<GlobalOptions>());
+        return;
+      }
+      await qemuOrRun(configPaths[0], opts, program.opts<GlobalOptions>());
     });
 
   const config = program.command('config').description('guest configuration tools');
@@ -134,8 +145,11 @@ QEMU's networking options work as the manual types them:
     .option('--config <file>', 'guest XML instead of the embedded default guest')
     .option('--vms <n>', 'guests on the switch (addresses from 172.2N.0.2 up)', (v) => Number(v), 1)
     .option('--bridge <br>', 'enslave the TAP to this existing Linux bridge instead of addressing it')
+    .option('--guest-ip <addr>', 'guest address A.B.C.D[/P] (guest i gets A+i); default: the --config kernel line, else 172.2N.0.2 for tapN, else DHCP')
+    .option('--gateway <addr>', 'the guests\' default gateway (default 172.2N.0.1 for tapN)')
     .option('--script <path>', 'run this ifup script with the interface name as $1 (as QEMU does) instead of addressing it')
     .option('--persist', 'leave the TAP device behind on exit')
+    .option('--vm-socket <spec>', 'also put a VM on the switch through its QEMU socket netdev (repeatable; ,loss=PCT impairs that port)', collect, [])
     .option('--loss <pct>', 'drop this % of frames on the TAP link, each direction (seeded)', parseFloat)
     .option('--delay <ms>', 'delay frames on the TAP link', parseFloat)
     .option('--jitter <ms>', 'random ± jitter added to --delay', parseFloat)
@@ -149,6 +163,8 @@ Examples:
   $ sudo npx lab up tap2                      then: ping 172.22.0.2; curl http://172.22.0.2/
   $ sudo npx lab up tap3 --nic virtio --vms 2 guests at 172.23.0.2 and 172.23.0.3
   $ sudo npx lab up tap12 --bridge br0        TAP on an existing bridge, no host address
+  $ sudo npx lab up tap2 --vm-socket /tmp/vm1.sock   a QEMU VM on the switch beside the built-in guest:
+      qemu-system-x86_64 … -netdev stream,id=n0,server=off,addr.type=unix,addr.path=/tmp/vm1.sock -device rtl8139,netdev=n0
 `)
     .action(async (tap: string, opts: UpCliOptions) => {
       await upCommand(tap, opts, program.opts<GlobalOptions>());
@@ -162,43 +178,99 @@ Examples:
     .option('--config <file>', 'guest XML instead of the embedded default guest (it needs a USER_NET backend)')
     .option('--listen <addr>', 'host address the redirects listen on', '127.0.0.1')
     .option('--restrict', 'isolate the guest: its connections reach only the gateway (host loopback)')
+    .option('--vm-socket <spec>', 'no built-in guest: serve a VM\'s QEMU socket netdev instead (PATH | unix:PATH | tcp:[HOST:]PORT | udp:[HOST:]PORT | QEMU stream,…/dgram,…/socket,… words)')
     .addOption(new Option('--for <seconds>', 'stop after this many seconds (default: until Ctrl-C)').argParser(parseSeconds))
     .addHelpText('after', `
 Examples:
   $ lab redirect tcp:9555:10.10.10.33:80                 then: curl localhost:9555
+  $ lab redirect tcp:9555:10.10.10.33:80 --vm-socket /tmp/netlab.sock
+      then: qemu-system-x86_64 … -netdev stream,id=n0,server=off,addr.type=unix,addr.path=/tmp/netlab.sock -device rtl8139,netdev=n0
+      (the QEMU guest gets 10.10.10.33 by DHCP; curl localhost:9555 reaches its port 80)
+  $ lab redirect tcp:9555:10.10.10.33:80 --vm-socket udp:127.0.0.1:9600
+      then: -netdev dgram,id=n0,local.type=inet,local.host=127.0.0.1,local.port=9601,remote.type=inet,remote.host=127.0.0.1,remote.port=9600
   $ lab redirect tcp:9555:10.10.10.33:80 tcp:2323:10.10.10.33:23    then: telnet localhost 2323
   $ lab redirect hostfwd=tcp:127.0.0.1:8080-:80 udp:7007::7
   $ lab redirect --nic virtio tcp:9555:10.10.10.33:80    the same guest with a virtio-net NIC
 `)
-    .action(async (specs: string[], opts: RunOptions & { config?: string; nic?: NicModel }) => {
-      await runCommand(opts.config, specs, opts, program.opts<GlobalOptions>(), opts.nic);
+    .action(async (specs: string[], opts: RunOptions & { config?: string; nic?: NicModel; vmSocket?: string }) => {
+      if (opts.vmSocket !== undefined) await socketRedirectCommand(specs, opts.vmSocket, opts, program.opts<GlobalOptions>());
+      else await runCommand(opts.config, specs, opts, program.opts<GlobalOptions>(), opts.nic);
+    });
+
+  const image = program.command('image').description('Linux guest images (Palacios build_vm)');
+  image
+    .command('build')
+    .description('build the Linux guest image from Debian packages: i386 686 kernel + busybox-static initramfs with the NIC modules')
+    .option('--out <dir>', 'where the kernel, initrd.img, linux.xml and linux.v3vee go', 'images/linux')
+    .option('--cache <dir>', 'where downloaded .debs are kept between builds', defaultCacheDir())
+    .option('--kernel <package>', 'a kernel package instead of what linux-image-686:i386 depends on')
+    .action((opts: { out: string; cache: string; kernel?: string }) => {
+      const g = program.opts<GlobalOptions>();
+      const r = buildImage({ outDir: opts.out, cacheDir: opts.cache, kernelPackage: opts.kernel, log: (l) => (g.quiet ? undefined : process.stdout.write(`${l}\n`)) });
+      if (!r.ok) fail(`image build failed: ${r.error}`, 1);
+      const v = r.value;
+      process.stdout.write(`built ${v.xmlPath} (kernel ${v.kernelVersion}, ${v.initrdPath}, single file ${v.imagePath})\nmodules: ${Object.entries(v.modules).map(([m, l]) => `${m}: ${l.join(' ')}`).join('; ')}\nrun it: lab run ${v.xmlPath}\n`);
     });
 
   program
     .command('captures')
-    .description('list capture runs, or summarise one: per hop frames, bytes and protocols')
+    .description('list capture runs, summarise one (per hop frames, bytes, protocols), or follow one frame across hops')
     .argument('[run]', 'a run folder (captures/<run-id>) or run id; the newest with "last"')
-    .action(async (which: string | undefined) => {
-      await capturesCommand(which, program.opts<GlobalOptions>());
+    .option('--follow <id>', 'print the way of the frame with this packet id: each hop, its time, the delay each hop added, where it was dropped', (v) => Number(v))
+    .addHelpText('after', `
+Examples:
+  $ lab captures                      list runs
+  $ lab captures last                 per hop: frames, bytes, protocols, drops
+  $ lab captures last --follow 42     frame 42's way (Wireshark: frame.packet_id == 42)
+`)
+    .action(async (which: string | undefined, o: { follow?: number }) => {
+      await capturesCommand(which, o.follow, program.opts<GlobalOptions>(), fail);
+    });
+
+  program
+    .command('capture')
+    .description('stream hops of a running lab as pcapng to stdout (live), or list the running labs\' hops')
+    .argument('[hops...]', 'hop names, e.g. tap2 vm0.eth0 (none: list)')
+    .option('--pid <pid>', 'the lab to capture from when several run', (v) => Number(v))
+    .addHelpText('after', `
+Examples:
+  $ lab capture                                   running labs and their hops
+  $ lab capture tap2 | wireshark -k -i -          watch hop tap2 live in Wireshark
+  $ lab capture vm0.eth0 user | tshark -i -       two hops, one interface each
+Wireshark can also list the hops itself: "lab extcap --install" (see README).
+`)
+    .action(async (hops: string[], o: { pid?: number }) => {
+      await liveCaptureCommand(hops, o, fail);
+    });
+
+  program
+    .command('extcap')
+    .description('Wireshark extcap program (run by Wireshark); "lab extcap --install [DIR]" installs it')
+    .allowUnknownOption()
+    .helpOption(false)
+    .argument('[args...]')
+    .action(async (args: string[]) => {
+      process.exitCode = await extcapCommand(args, process.argv[1]!);
     });
 
   return program;
 }
 
-async function capturesCommand(which: string | undefined, g: GlobalOptions): Promise<void> {
-  const base = g.captures;
-  const runs = existsSync(base) ? readdirSync(base).filter((d) => statSync(join(base, d)).isDirectory()).sort() : [];
-  if (which === undefined) {
-    if (runs.length === 0) {
-      process.stdout.write(`no capture runs under ${base}/ yet (every lab run writes one)\n`);
-      return;
-    }
-    for (const r of runs) process.stdout.write(`${join(base, r)}\n`);
-    return;
-  }
-  const dir = which === 'last' ? (runs.length ? join(base, runs[runs.length - 1]!) : '') : existsSync(which) ? which : join(base, which);
-  if (!dir || !existsSync(dir)) fail(`no capture run "${which}" (runs: lab captures)`, 2);
-  process.stdout.write(`${formatSummary(await summarizeRun(dir))}\n`);
+/**
+ * The end of every lab run, one way: wait for --for or Ctrl-C/SIGTERM, stop the live counters,
+ * close the lab, print its counters, close the captures (files valid), say where they are, exit.
+ */
+async function stopRun(
+  seconds: number | undefined,
+  o: { stopStats: () => void; close: () => void; report: () => void; run: CaptureRun; say: (t: string) => void; exitCode: () => number },
+): Promise<never> {
+  await untilStopped(seconds);
+  o.stopStats();
+  o.close();
+  o.report();
+  o.run.closeSync();
+  o.say(`${captureLine(o.run)}\n`);
+  process.exit(o.exitCode());
 }
 
 /** Resolves after `seconds` (when given) or at the first Ctrl-C / SIGTERM, whichever comes first. */
@@ -226,6 +298,7 @@ function checkCommand(configPath: string | undefined, g: GlobalOptions): void {
   const made = Vm.create(loaded.config, { clock: new RealClock(), logger, registry });
   if (!made.ok) fail(`invalid config ${loaded.source}:\n  ${made.errors.join('\n  ')}`, 2);
   const k = loaded.config.kernel;
+  if (loaded.config.machine === 'qemu') process.stdout.write(`${loaded.source}: machine qemu (${loaded.config.files.map((f) => `${f.id} ${f.filename}`).join(', ') || 'no <files>'}); QEMU's NIC models, the devices below name the model\n`);
   process.stdout.write(`${loaded.source}: ok\n${made.vm.deviceTree()}\n  guest: kernel "${k.cmdline}"; apps ${loaded.config.apps.map((a) => a.name + (a.port ? ':' + a.port : '')).join(', ') || 'none'}\n`);
   made.vm.stop('config check done');
 }
@@ -258,9 +331,42 @@ async function qemuOrRun(configPath: string | undefined, opts: RunOptions & Qemu
   await runCommand(configPath, setup.redirects, { ...opts, restrict: opts.restrict || (setup.backend?.kind === 'user' && setup.backend.restrict) }, g, model);
 }
 
+/** `lab redirect … --vm-socket S`: the user-mode network serves a VM's socket netdev. */
+async function socketRedirectCommand(specs: string[], socketSpec: string, opts: RunOptions, g: GlobalOptions): Promise<void> {
+  const spec = parseVmSocketSpec(socketSpec);
+  if (!spec.ok) fail(spec.error, 2);
+  const logger = Logger.fromSpec(g.debug, undefined, g.quiet ?? false);
+  const clock = new RealClock();
+  const say = (t: string): void => {
+    if (!g.quiet) process.stdout.write(t);
+  };
+  const run = captureRun('redirect', clock, g);
+  const made = await startSocketRedirect({ spec: spec.value, redirects: specs, clock, logger, restrict: opts.restrict, listenAddress: opts.listen, wrapPort: (hop, port) => run.tap(port, hop, `VM socket ${hop}`) });
+  if (!made.ok) {
+    run.closeSync();
+    fail(made.error, made.exitCode);
+  }
+  const lab = made.lab;
+  run.link(lab.socket.hop, 'user', 'VM socket to the user-mode network');
+  for (const line of lab.summary) say(`${line}\n`);
+  const first = lab.redirects.find((r) => r.proto === 'tcp');
+  say(`ready: waiting for the VM on ${lab.socket.hop}${first ? `; then  curl http://${first.hostAddr ?? opts.listen ?? '127.0.0.1'}:${first.hostPort}/` : ''}   (Ctrl-C stops; kill -USR1 ${process.pid} prints counters)\n`);
+  void lab.socket.port.connected.then(() => say(`VM connected on ${lab.socket.hop}\n`));
+  const counters = (): void => {
+    process.stdout.write(`  ${vmSocketLine(lab.socket)}\n`);
+    process.stdout.write(`  usernet ${Object.entries(lab.userNet.stats).map(([k, v]) => `${k}=${v}`).join(' ')}\n`);
+  };
+  process.on('SIGUSR1', counters);
+  const stopStats = liveStats(g, () => `${lab.socket.hop} rx ${lab.socket.port.stats.rxFrames} tx ${lab.socket.port.stats.txFrames}  redirected ${lab.userNet.stats.redirectedConnections}`);
+  await stopRun(opts.for, { stopStats, close: () => lab.close(), report: counters, run, say, exitCode: () => (0) });
+}
+
 interface UpCliOptions {
+  vmSocket?: string[];
   nic: 'rtl8139' | 'ne2k' | 'virtio';
   config?: string;
+  guestIp?: string;
+  gateway?: string;
   vms: number;
   bridge?: string;
   script?: string;
@@ -299,6 +405,9 @@ async function upCommand(tap: string, opts: UpCliOptions, g: GlobalOptions): Pro
     logger,
     registry,
     config: loaded.config,
+    userConfig: opts.config !== undefined,
+    guestIp: opts.guestIp,
+    gateway: opts.gateway,
     impair:
       opts.loss || opts.delay || opts.jitter || opts.duplicate || opts.reorder || opts.rate
         ? { lossPct: opts.loss, delayMs: opts.delay, jitterMs: opts.jitter, duplicatePct: opts.duplicate, reorderPct: opts.reorder, rateMbps: opts.rate, seed: opts.seed }
@@ -312,26 +421,39 @@ async function upCommand(tap: string, opts: UpCliOptions, g: GlobalOptions): Pro
   const lab = r.lab;
   run.link(tap, `sw.${lab.guests[0]?.guest.vm.config.name ?? 'vm0'}`, 'learning switch');
   for (const line of lab.summary) say(`${line}\n`);
+  const vmSockets: OpenedVmSocket[] = [];
+  for (const [i, text] of (opts.vmSocket ?? []).entries()) {
+    const spec = parseVmSocketSpec(text);
+    if (!spec.ok) {
+      lab.close();
+      run.closeSync();
+      fail(spec.error, 2);
+    }
+    const s = await openLabVmSocket(spec.value, i, { clock, logger, wrapPort: (hop, port) => run.tap(port, hop, `VM socket ${hop}`), seed: opts.seed });
+    if (!s.ok) {
+      lab.close();
+      run.closeSync();
+      fail(s.error, 1);
+    }
+    lab.sw.attach(s.value.wired, s.value.hop);
+    run.link(s.value.hop, 'switch', 'VM socket on the learning switch');
+    vmSockets.push(s.value);
+    say(`${s.value.hint}\n`);
+  }
   if (lab.hostAddr) say(`ready: try  ping ${lab.guests[0]!.addr}   curl http://${lab.guests[0]!.addr}/   (Ctrl-C stops; kill -USR1 ${process.pid} prints counters)\n`);
   else say(`ready: guests at ${lab.guests.map((gu) => gu.addr).join(', ')} on ${tap}; address the host side yourself (Ctrl-C stops)\n`);
   const counters = (): void => {
     process.stdout.write(`${tap}: rx ${lab.tap.stats.rxFrames} frames ${lab.tap.stats.rxBytes} bytes, tx ${lab.tap.stats.txFrames} frames ${lab.tap.stats.txBytes} bytes, drops ${lab.tap.stats.txDrops}\n`);
     process.stdout.write(`switch: ${Object.entries(lab.sw.stats).map(([k, v]) => `${k}=${v}`).join(' ')}\n`);
-    for (const gu of lab.guests) {
-      const vm = gu.guest.vm;
-      process.stdout.write(`${vm.telemetry.report(`telemetry ${vm.config.name}`)}\n`);
-      for (const nic of vm.nics()) process.stdout.write(`  ${nic.id} ${Object.entries(nic.counters()).map(([k, v]) => `${k}=${v}`).join(' ')}\n`);
-    }
+    for (const v of vmSockets) process.stdout.write(`${vmSocketLine(v)}\n`);
+    printGuests(lab.guests);
   };
   process.on('SIGUSR1', counters);
-  const stopStats = liveStats(g, () => `${tap} rx ${lab.tap.stats.rxFrames} tx ${lab.tap.stats.txFrames}  ${lab.guests.map((gu) => nicLine(gu.guest.vm.nics().map((n) => ({ id: `${gu.guest.vm.config.name}.${n.id}`, counters: () => n.counters() })))).join('  ')}`);
-  await untilStopped(opts.for);
-  stopStats();
-  lab.close();
-  counters();
-  run.closeSync();
-  say(`${captureLine(run)}\n`);
-  process.exit(lab.guests.some((gu) => gu.guest.vm.state === 'failed') ? 1 : 0);
+  const stopStats = liveStats(g, () => `${tap} rx ${lab.tap.stats.rxFrames} tx ${lab.tap.stats.txFrames}  ${guestsLine(lab.guests)}`);
+  await stopRun(opts.for, { stopStats, close: () => {
+    for (const v of vmSockets) v.port.close();
+    lab.close();
+  }, report: counters, run, say, exitCode: () => (lab.guests.some((gu) => gu.guest.vm.state === 'failed') ? 1 : 0) });
 }
 
 interface RunOptions {
@@ -344,6 +466,30 @@ async function runCommand(configPath: string | undefined, specs: string[], opts:
   const registry = createDeviceRegistry();
   const loaded = loadConfig(configPath, registry);
   if (!loaded.ok) fail(`invalid config:\n  ${loaded.messages.join('\n  ')}`, 2);
+  // A Linux image in QEMU: the lab serves its socket netdev (vmsocket/qemu-run.ts).
+  if (loaded.config.machine === 'qemu') {
+    // Say what is missing before touching anything (no capture folder for a run that cannot start).
+    const qemu = findQemu();
+    if (!qemu.ok) fail(qemu.error, 4);
+    const clock = new RealClock();
+    const run = captureRun('run', clock, g);
+    const r = await runQemuGuest(loaded.config as VmConfig, {
+      configPath: configPath!,
+      redirects: specs,
+      nicOverride: nicModel,
+      clock,
+      logger: Logger.fromSpec(g.debug, undefined, g.quiet ?? false),
+      say: (t) => (g.quiet ? undefined : process.stdout.write(t)),
+      wrapPort: (hop, port) => run.tap(port, hop, `QEMU VM socket ${hop}`),
+      until: () => untilStopped(opts.for),
+      restrict: opts.restrict,
+      listen: opts.listen,
+    });
+    run.closeSync();
+    if (r.error) fail(r.error, r.code);
+    if (!g.quiet) process.stdout.write(`${captureLine(run)}\n`);
+    process.exit(r.code);
+  }
   const tapBackend = loaded.config.backends.find((b) => b.className === 'NIC_BRIDGE' || b.className === 'TAP');
   if (tapBackend && specs.length === 0) {
     // Palacios' NIC_BRIDGE: the NIC bridged to a host device; here, a TAP behind our switch.
@@ -397,13 +543,56 @@ async function runCommand(configPath: string | undefined, specs: string[], opts:
   };
   process.on('SIGUSR1', printTelemetry);
   const stopStats = liveStats(g, () => `${nicLine(vm.nics())}${lab.userNet ? `  redirected ${lab.userNet.stats.redirectedConnections} nat ${lab.userNet.stats.natTcp}` : ''}`);
-  await untilStopped(opts.for);
-  stopStats();
-  lab.close();
-  printTelemetry();
-  run.closeSync();
-  say(`${captureLine(run)}\n`);
-  process.exit(vm.state === 'failed' ? 1 : 0);
+  await stopRun(opts.for, { stopStats, close: () => lab.close(), report: printTelemetry, run, say, exitCode: () => (vm.state === 'failed' ? 1 : 0) });
+}
+
+/** Configs for a switch run; a config that does not load is reported when the run loads it again. */
+function switchConfigs(paths: string[]): VmConfig[] {
+  const registry = createDeviceRegistry();
+  return paths.flatMap((p) => {
+    const l = loadConfig(p, registry);
+    return l.ok ? [l.config] : [];
+  });
+}
+
+/** `lab run a.xml [b.xml …]` with SWITCH backends: VMs on lab switches (lab/switch-lab.ts). */
+async function switchRunCommand(paths: string[], opts: RunOptions, g: GlobalOptions): Promise<void> {
+  const registry = createDeviceRegistry();
+  const configs: VmConfig[] = [];
+  for (const p of paths) {
+    const loaded = loadConfig(p, registry);
+    if (!loaded.ok) fail(`invalid config ${p}:\n  ${loaded.messages.join('\n  ')}`, 2);
+    for (const w of loaded.warnings) process.stderr.write(`lab: warning: ${p}: ${w}\n`);
+    configs.push(loaded.config);
+  }
+  const logger = Logger.fromSpec(g.debug, undefined, g.quiet ?? false);
+  const clock = new RealClock();
+  const say = (t: string): void => {
+    if (!g.quiet) process.stdout.write(t);
+  };
+  const run = captureRun('run', clock, g);
+  const made = assembleSwitchLab(configs, {
+    clock,
+    logger,
+    registry,
+    wrapPort: (hop, port) => run.tap(port, hop),
+    consoleOut: (vm, t) => say(t.replace(/^(?=.)/gm, `[${vm}] `)),
+  });
+  if (!made.ok) {
+    run.closeSync();
+    fail(made.errors.join('\n  '), made.exitCode);
+  }
+  const lab = made.lab;
+  for (const gu of lab.guests) say(`${gu.guest.vm.deviceTree()}\n`);
+  for (const line of lab.summary) say(`${line}\n`);
+  say(`ready: ${lab.guests.length} VMs on ${[...lab.switches.keys()].join(', ')} (Ctrl-C stops; kill -USR1 ${process.pid} prints counters)\n`);
+  const counters = (): void => {
+    for (const [name, sw] of lab.switches) process.stdout.write(`switch ${name}: ${Object.entries(sw.stats).map(([k, v]) => `${k}=${v}`).join(' ')}\n`);
+    printGuests(lab.guests);
+  };
+  process.on('SIGUSR1', counters);
+  const stopStats = liveStats(g, () => guestsLine(lab.guests));
+  await stopRun(opts.for, { stopStats, close: () => lab.close(), report: counters, run, say, exitCode: () => (lab.guests.some((gu) => gu.guest.vm.state === 'failed') ? 1 : 0) });
 }
 
 const isMain = import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('/lab') || process.argv[1]?.endsWith('/cli.js');

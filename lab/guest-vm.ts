@@ -5,6 +5,7 @@ import type { Device, DeviceRegistry } from '../src/vmm/device.js';
 import { Vm } from '../src/vmm/vm.js';
 import { guestHardwareOf } from '../src/vmm/guest-hardware.js';
 import { GuestKernel, type GuestDriver } from '../src/guest/kernel.js';
+import { failStop, guard } from '../src/vmm/fail-stop.js';
 
 /** A serial device model's host side, as the 16550 model exposes it. */
 interface ConsoleDevice {
@@ -36,7 +37,17 @@ export function startGuestVm(config: VmConfig, options: GuestVmOptions): { ok: t
   const made = Vm.create(config, { clock: options.clock, logger: options.logger, registry: options.registry });
   if (!made.ok) return made;
   const vm = made.vm;
-  const consoleDev = vm.devices.find(isConsole) ?? null;
+  const uart = vm.devices.find(isConsole) ?? null;
+  // Console input is a way into the device from the host: entered through its fail-stop scope.
+  const consoleDev: ConsoleDevice | null = uart && {
+    get onOutput() {
+      return uart.onOutput;
+    },
+    set onOutput(fn) {
+      uart.onOutput = fn;
+    },
+    input: guard(vm.deviceScope(uart.id), 'console input', (bytes: Uint8Array) => uart.input(bytes), undefined),
+  };
   if (consoleDev && options.consoleOut) {
     const decoder = new TextDecoder();
     const out = options.consoleOut;
@@ -46,7 +57,7 @@ export function startGuestVm(config: VmConfig, options: GuestVmOptions): { ok: t
   try {
     kernel.boot();
   } catch (e) {
-    vm.failVm(`guest fault during boot: ${(e as Error)?.stack ?? String(e)}`);
+    failStop(vm.guestScope, 'boot', e);
   }
   return { ok: true, value: { vm, kernel, console: consoleDev } };
 }

@@ -28,6 +28,8 @@ export interface SimGuestOptions {
   drivers: GuestDriver[];
   clock?: Clock;
   telemetry?: boolean;
+  /** The lab's logger (`--debug` tests); by default one that keeps lines in `logLines`, no debug. */
+  logger?: Logger;
 }
 
 export function simGuest(o: SimGuestOptions) {
@@ -44,7 +46,7 @@ export function simGuest(o: SimGuestOptions) {
   if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
   const logLines: string[] = [];
   let consoleText = '';
-  const started = startGuestVm(parsed.value, { clock, logger: new Logger([], memorySink(logLines)), registry, drivers: o.drivers, consoleOut: (t) => (consoleText += t) });
+  const started = startGuestVm(parsed.value, { clock, logger: o.logger ?? new Logger([], memorySink(logLines)), registry, drivers: o.drivers, consoleOut: (t) => (consoleText += t) });
   if (!started.ok) throw new Error(started.errors.join('\n'));
   const { vm, kernel } = started.value;
   const [wire, nicEnd] = createLink(clock, ['wire', `${vm.config.name}.eth0`]);

@@ -1,6 +1,16 @@
+import { NO_DEBUG, type DebugLog } from '../net/debug.js';
 import { formatMac } from '../net/addr.js';
 import type { Clock } from '../net/clock.js';
-import type { FramePort } from '../net/frame-port.js';
+import { GSO_MAX_IP, type FramePort } from '../net/frame-port.js';
+import { segmentTcpv4, tcpv4Layout } from '../src/devices/tcp-gso.js';
+
+/**
+ * Largest frame sent to a port that takes no GSO: 1500-byte MTU, Ethernet header and one 802.1Q
+ * tag. A TAP passes frames up to 64 KiB whatever its MTU (and a guest may send such frames too),
+ * but a NIC's receive path is built for the MTU: beyond it the FramePort contract allows only
+ * TCP/IPv4 GSO segments, and only to a port whose far end offered them.
+ */
+export const SWITCH_MAX_FRAME = 1518;
 
 /**
  * A userspace learning bridge (IEEE 802.1D without spanning tree): it learns which port each
@@ -8,6 +18,10 @@ import type { FramePort } from '../net/frame-port.js';
  * and unknown unicast to every other port, and forgets addresses not seen for `agingMs`
  * (300 s, the 802.1D default). Frames are not copied: each port's receiver gets the same bytes,
  * which FramePort ownership allows because nobody modifies a frame after sending it.
+ *
+ * GSO: the switch takes GSO frames on every port (`offerGso(true)`) and carries them whole to a
+ * port whose far end takes them (a virtio-net guest with GUEST_TSO4, a TAP with offloads); for any
+ * other port it cuts them into MTU-sized segments.
  */
 export interface SwitchStats {
   forwarded: number;
@@ -16,6 +30,11 @@ export interface SwitchStats {
   learned: number;
   aged: number;
   drops: number;
+  /** Frames over SWITCH_MAX_FRAME not sent to a port that cannot take them (counted per port). */
+  oversize: number;
+  /** GSO frames cut into segments for a port that does not take them, and the segments made. */
+  gsoCut: number;
+  gsoSegments: number;
 }
 
 interface Entry {
@@ -27,12 +46,14 @@ export class LearningSwitch {
   private readonly ports: FramePort[] = [];
   private readonly names: string[] = [];
   private readonly table = new Map<string, Entry>();
-  readonly stats: SwitchStats = { forwarded: 0, flooded: 0, filtered: 0, learned: 0, aged: 0, drops: 0 };
+  readonly stats: SwitchStats = { forwarded: 0, flooded: 0, filtered: 0, learned: 0, aged: 0, drops: 0, oversize: 0, gsoCut: 0, gsoSegments: 0 };
   readonly maxEntries = 4096;
 
   constructor(
     private readonly clock: Clock,
     private readonly agingMs = 300_000,
+    /** `--debug switch`: learning, moves, aging, and each drop with its reason. */
+    private readonly debug: DebugLog = NO_DEBUG,
   ) {}
 
   /** Plug a link end into the switch; frames it receives are switched to the other ports. */
@@ -41,6 +62,8 @@ export class LearningSwitch {
     this.ports.push(port);
     this.names.push(name);
     port.setReceiver((frame) => this.input(index, frame));
+    // The switch takes GSO frames on every port and cuts them only for ports that do not (output).
+    port.offerGso?.(true);
     return index;
   }
 
@@ -49,7 +72,10 @@ export class LearningSwitch {
   }
 
   private input(from: number, frame: Uint8Array): boolean {
-    if (frame.length < 14) return false;
+    if (frame.length < 14) {
+      if (this.debug.on) this.debug.debug(`drop (runt, ${frame.length} bytes) from ${this.names[from]}`);
+      return false;
+    }
     const now = this.clock.now();
     if (!(frame[6]! & 1)) {
       const src = this.key(frame, 6);
@@ -58,7 +84,9 @@ export class LearningSwitch {
         if (this.table.size >= this.maxEntries) this.age(now, true);
         this.table.set(src, { port: from, seen: now });
         this.stats.learned++;
+        if (this.debug.on) this.debug.debug(`learned ${src} on ${this.names[from]}`);
       } else {
+        if (e.port !== from && this.debug.on) this.debug.debug(`${src} moved ${this.names[e.port]} → ${this.names[from]}`);
         e.port = from; // a station that moved (or a VM restarted behind another port)
         e.seen = now;
       }
@@ -68,18 +96,51 @@ export class LearningSwitch {
       if (e && now - e.seen <= this.agingMs) {
         if (e.port === from) {
           this.stats.filtered++; // both ends on the same segment: nothing to do
+          if (this.debug.on) this.debug.debug(`filtered ${this.key(frame, 0)}: destination on the port it came from (${this.names[from]})`);
           return true;
         }
         this.stats.forwarded++;
-        if (!this.ports[e.port]!.send(frame)) this.stats.drops++;
+        this.output(e.port, frame);
         return true;
       }
     }
     this.stats.flooded++;
-    for (let i = 0; i < this.ports.length; i++) {
-      if (i !== from && !this.ports[i]!.send(frame)) this.stats.drops++;
-    }
+    if (this.debug.on) this.debug.debug(`flood ${this.key(frame, 0)} from ${this.names[from]}, ${frame.length} bytes`);
+    for (let i = 0; i < this.ports.length; i++) if (i !== from) this.output(i, frame);
     return true;
+  }
+
+  /**
+   * Send to one port. A frame over SWITCH_MAX_FRAME goes whole only to a port that takes GSO and
+   * only as a TCP/IPv4 GSO frame; to any other port such a frame is cut into MTU-sized segments
+   * (as Linux's bridge leaves GSO to the egress device), and anything else that large is dropped.
+   */
+  private output(index: number, frame: Uint8Array): void {
+    const port = this.ports[index]!;
+    if (frame.length <= SWITCH_MAX_FRAME || (port.gso === true && isTcpIpv4Gso(frame))) {
+      this.send(index, frame);
+      return;
+    }
+    const l = isTcpIpv4Gso(frame) ? tcpv4Layout(frame) : null;
+    if (!l) {
+      this.stats.oversize++;
+      this.stats.drops++;
+      if (this.debug.on) this.debug.debug(`drop (oversize, ${frame.length} bytes > ${SWITCH_MAX_FRAME}) to ${this.names[index]}`);
+      return;
+    }
+    this.stats.gsoCut++;
+    if (this.debug.on) this.debug.debug(`cut a ${frame.length}-byte GSO frame for ${this.names[index]}`);
+    for (const piece of segmentTcpv4(frame, l, 1500 - (l.hdrLen - 14))) {
+      this.stats.gsoSegments++;
+      this.send(index, piece);
+    }
+  }
+
+  private send(index: number, frame: Uint8Array): void {
+    if (!this.ports[index]!.send(frame)) {
+      this.stats.drops++;
+      if (this.debug.on) this.debug.debug(`drop (${this.names[index]} refused the frame, ${frame.length} bytes)`);
+    }
   }
 
   private age(now: number, force = false): void {
@@ -87,6 +148,7 @@ export class LearningSwitch {
       if (force || now - e.seen > this.agingMs) {
         this.table.delete(k);
         this.stats.aged++;
+        if (this.debug.on) this.debug.debug(`aged out ${k}${force ? ' (table full)' : ''}`);
         if (force) return;
       }
     }
@@ -98,4 +160,11 @@ export class LearningSwitch {
     this.age(now);
     return [...this.table.entries()].map(([mac, e]) => ({ mac, port: this.names[e.port]!, ageMs: now - e.seen }));
   }
+}
+
+/** A TCP/IPv4 frame whose IP datagram fits a GSO frame (what a GSO-taking receiver accepts). */
+function isTcpIpv4Gso(frame: Uint8Array): boolean {
+  if (frame.length < 14 + 20 || frame[12] !== 0x08 || frame[13] !== 0x00) return false;
+  const ipLen = (frame[16]! << 8) | frame[17]!;
+  return frame[14]! >> 4 === 4 && frame[23] === 6 && ipLen <= GSO_MAX_IP && 14 + ipLen <= frame.length;
 }

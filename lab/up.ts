@@ -13,6 +13,7 @@ import { startGuestVm, type GuestVm } from './guest-vm.js';
 import { LearningSwitch } from './switch.js';
 import { TapPort } from './tap/tap-port.js';
 import { ImpairedPort, type Impairment } from './impair.js';
+import { guestKernelFor, upGuestAddressing } from './up-addressing.js';
 
 /**
  * `lab up tapN`: a host TAP device, a userspace learning switch, and one or more guests on it.
@@ -29,6 +30,11 @@ export interface UpOptions {
   logger: Logger;
   registry: DeviceRegistry;
   config: VmConfig;
+  /** True when `config` is the user's own XML (its kernel line's addressing is kept). */
+  userConfig?: boolean;
+  /** `--guest-ip A.B.C.D[/P]` and `--gateway`: the guests' addresses, whatever else says. */
+  guestIp?: string;
+  gateway?: string;
   consoleOut?: (vm: string, text: string) => void;
   /** Impair the link between the TAP and the switch (both directions, seeded). */
   impair?: Impairment;
@@ -106,7 +112,9 @@ export function startUp(o: UpOptions): UpResult {
     return { ok: false, exitCode: 2, error: `${o.tap}: automatic addresses exist only for tap0..tap9 (172.2N.0.1/16; 172.2NN is not private space); use --bridge BR or --script PATH to address it yourself` };
   }
   if (o.vms < 1 || o.vms > 200) return { ok: false, exitCode: 2, error: `--vms ${o.vms}: between 1 and 200` };
-  const opened = TapPort.open(o.tap, { persist: o.persist });
+  const guestAddr = upGuestAddressing({ guestIp: o.guestIp, gateway: o.gateway, userKernel: o.userConfig ? o.config.kernel : undefined, rule: addressing });
+  if (!guestAddr.ok) return { ok: false, exitCode: 2, error: guestAddr.error };
+  const opened = TapPort.open(o.tap, { persist: o.persist, debug: o.logger.child('tap') });
   if (!opened.ok) {
     const hint = opened.code === 'EBUSY' ? ` (another process has ${o.tap} open)` : opened.code === 'EPERM' ? ' (needs root or CAP_NET_ADMIN)' : '';
     return { ok: false, exitCode: 1, error: `cannot open TAP ${o.tap}: ${opened.message}${hint}` };
@@ -132,15 +140,14 @@ export function startUp(o: UpOptions): UpResult {
     hostAddr = addressing.host;
     summary.push(`${o.tap}: host side ${addressing.host}/${addressing.prefix}`);
   }
-  const sw = new LearningSwitch(o.clock);
+  const sw = new LearningSwitch(o.clock, undefined, o.logger.child('switch'));
   const tapSide: FramePort = o.impair ? new ImpairedPort(o.clock, tap, o.impair) : tap;
   if (o.impair) summary.push(`${o.tap} link impaired: ${Object.entries(o.impair).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`).join(' ')}`);
   sw.attach(o.wrapPort ? o.wrapPort(o.tap, tapSide) : tapSide, o.tap);
   const guests: UpLab['guests'] = [];
-  const base = addressing?.guestBase ?? parseIpv4('172.20.0.2')!;
+  if (guestAddr.value.kind === 'dhcp' || guestAddr.value.source !== 'the tapN rule') summary.push(`guest addresses: ${guestAddr.value.kind === 'dhcp' ? 'DHCP' : 'static'}, from ${guestAddr.value.source}`);
   for (let i = 0; i < o.vms; i++) {
     const name = o.vms === 1 ? o.config.name : `vm${i}`;
-    const guestIp = (base + i) >>> 0;
     const devices = o.config.devices.map((d) => {
       if (d.className in NIC_CLASS_BY_NAME) {
         const mac = d.mac ? d.mac.slice() : new Uint8Array([0x52, 0x54, 0, 0x12, 0x34, 0x56]);
@@ -149,7 +156,8 @@ export function startUp(o: UpOptions): UpResult {
       }
       return d;
     });
-    const kernel = { ...o.config.kernel, net: o.nic, dhcp: false, ip: guestIp, prefixLength: addressing?.prefix ?? 16, gateway: addressing ? parseIpv4(addressing.host)! : 0 };
+    const kernel = guestKernelFor(guestAddr.value, i, { ...o.config.kernel, net: o.nic });
+    const shownAddr = kernel.ip !== undefined ? formatIpv4(kernel.ip) : 'dhcp';
     const config: VmConfig = { ...o.config, name, devices, backends: [], kernel };
     const started = startGuestVm(config, { clock: o.clock, logger: o.logger, registry: o.registry, drivers: guestDrivers(), consoleOut: o.consoleOut ? (t) => o.consoleOut!(name, t) : undefined });
     if (!started.ok) {
@@ -162,8 +170,8 @@ export function startUp(o: UpOptions): UpResult {
     nic.attach(o.wrapPort ? o.wrapPort(`${name}.eth0`, nicSide) : nicSide);
     sw.attach(o.wrapPort ? o.wrapPort(`sw.${name}`, swSide) : swSide, `${name}.eth0`);
     const net = startGuestNetwork(started.value.kernel, { wrapPort: o.wrapPort ? (netif, p) => o.wrapPort!(`${name}.${netif}.stack`, p) : undefined });
-    guests.push({ guest: started.value, network: 'error' in net ? null : net, addr: formatIpv4(guestIp) });
-    summary.push(`${name}: ${NIC_CLASS[o.nic]} ${formatMacShort(nic.mac)} at ${formatIpv4(guestIp)}`);
+    guests.push({ guest: started.value, network: 'error' in net ? null : net, addr: shownAddr });
+    summary.push(`${name}: ${NIC_CLASS[o.nic]} ${formatMacShort(nic.mac)} at ${shownAddr}`);
   }
   return {
     ok: true,

@@ -2,6 +2,34 @@
  * One logger (Palacios' PrintDebug/PrintError): debug output per component, selected at run time
  * (`--debug rtl8139,tcp`, or `all`); errors and warnings always shown.
  */
+/**
+ * Every component `--debug` knows, by the name a developer would look for: the VMM core (pci, io,
+ * irq, vmm), each NIC model, each guest driver (named as Linux names it), the stack's protocols
+ * (net/debug.ts's NET_COMPONENTS), and the lab's parts. Sites name their component with one of
+ * these as a dotted segment (`vm0.net0.rtl8139`, `vm0.tcp`), so `--debug tcp` enables every VM's.
+ */
+export const DEBUG_COMPONENTS = [
+  'vmm', 'pci', 'io', 'irq',
+  'rtl8139', 'ne2000', 'virtio-net',
+  '8139too', 'ne2k-pci', 'virtio_net',
+  'arp', 'ip', 'icmp', 'tcp', 'udp', 'dhcp', 'dns',
+  'usernet', 'switch', 'tap', 'capture',
+] as const;
+
+/**
+ * The CLI form "pci,rtl8139" (or "all"), checked: an unknown name is an error that lists the known
+ * ones, so a typo never silently turns debugging off.
+ */
+export function parseDebugSpec(spec: string | undefined): { ok: true; components: string[] } | { ok: false; error: string } {
+  const names = (spec ?? '').split(',').map((c) => c.trim().toLowerCase()).filter((c) => c.length > 0);
+  const known = new Set<string>([...DEBUG_COMPONENTS, 'all']);
+  const unknown = names.filter((n) => !known.has(n));
+  if (unknown.length > 0) {
+    return { ok: false, error: `--debug: unknown component${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')}; known: all, ${DEBUG_COMPONENTS.join(', ')}` };
+  }
+  return { ok: true, components: names };
+}
+
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
 export type LogSink = (level: LogLevel, component: string, message: string) => void;

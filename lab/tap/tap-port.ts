@@ -1,80 +1,256 @@
-import { closeSync, readSync, writeSync } from 'node:fs';
+import { NO_DEBUG, type DebugLog } from '../../net/debug.js';
+import { closeSync, writeSync } from 'node:fs';
+import type { Worker } from 'node:worker_threads';
 import { emptyStats, MAX_FRAME, MIN_FRAME, type FramePort, type FramePortStats, type FrameReceiver } from '../../net/frame-port.js';
-import { FdPoller, openTap, setPersist } from './tun-ioctl.js';
+import { segmentTcpv4, tcpv4Layout } from '../../src/devices/tcp-gso.js';
+import { FrameRing } from '../ring/frame-ring.js';
+import { startWorker } from '../ring/worker-start.js';
+import { eventFd } from './fd-wait.js';
+import { openTap, setPersist, TUN_F_CSUM, TUN_F_TSO4 } from './tun-ioctl.js';
+import { encodeVnetFrame, readVnetHeader, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_HDR_LEN } from './vnet-hdr.js';
+
+/** Ring between the reader thread and the lab: 4 MiB holds ~64 GSO frames or ~2700 MTU frames. */
+const RX_RING_BYTES = 4 << 20;
+/** Frames delivered per event-loop turn before yielding, so a flood cannot starve timers. */
+const RX_BATCH = 256;
+
+/** Counters beyond the FramePort's: what the offloads did. */
+export interface TapOffloadStats {
+  /** Frames larger than the MTU (GSO) the kernel handed over. */
+  rxGsoFrames: number;
+  /** …of which went whole to a receiver that takes GSO frames. */
+  rxGsoWhole: number;
+  /** MTU-sized segments cut from kernel GSO frames for a receiver that does not. */
+  rxGsoSegments: number;
+  /** GSO frames written to the kernel whole (it takes TSO4). */
+  txGsoFrames: number;
+}
 
 /**
- * A Linux TAP device as a FramePort. The fd is non-blocking: reads drain it on the event loop and
- * poll(2) on a worker thread waits when it is empty (a TAP fd is a character device, which Node's
- * sockets cannot watch), each read delivering one frame; writes are
- * synchronous single write(2)s, which the kernel takes or refuses at once (a full device queue is a
- * counted drop, as on a real link). Frames longer than the device's MTU are refused by the kernel.
+ * A Linux TAP device as a FramePort. A reader thread (tap-reader-worker.ts) reads the fd and puts
+ * frames into a shared ring; this side, when the ring is empty, sleeps until the thread's one
+ * message per batch (sent only to a sleeping side) and then delivers everything the ring holds, so a frame costs no poll round trip and no message between
+ * threads. Writes are synchronous write(2)s, which the kernel takes or refuses at once (a refused
+ * frame is a counted drop, as on a real link).
+ *
+ * Offloads (default on): the device is opened with IFF_VNET_HDR, a 12-byte header and TUN_F_CSUM |
+ * TUN_F_TSO4, so the kernel hands over TCP segments of up to 64 KiB whole, with checksums left
+ * partial (the reader thread completes them), and takes ours whole. A kernel GSO frame goes whole
+ * to a receiver that said `offerGso(true)`, and is cut into MTU-sized segments with the shared
+ * segmenter for any other, so the FramePort contract (frames over the MTU only where taken) holds.
+ *
+ * Flow control: the port holds (FramePort `holds`): a receiver's 'busy' leaves the frame in the
+ * ring until `ready()`; meanwhile the ring fills, the reader thread stops reading, and frames wait
+ * in the kernel's device queue, which is bounded by its txqueuelen.
  */
 export class TapPort implements FramePort {
   readonly stats: FramePortStats = emptyStats();
+  readonly offloadStats: TapOffloadStats = { rxGsoFrames: 0, rxGsoWhole: 0, rxGsoSegments: 0, txGsoFrames: 0 };
+  readonly holds = true;
+  readErrors = 0;
+  /** Records longer than the largest frame (cannot come from a TAP whose MTU fits 64 KiB): dropped. */
+  oversize = 0;
+  /** Receiver calls that threw: the frame is dropped and counted, reading goes on. */
+  receiverErrors = 0;
   private receiver: FrameReceiver | null = null;
   private closed = false;
-  private readonly buf = Buffer.allocUnsafe(MAX_FRAME + 4);
-  readErrors = 0;
-  private readonly poller: FdPoller;
+  private paused = false;
+  /** A wait on the ring is armed. */
+  private sleeping = false;
+  private workerGone = false;
+  private takesGso = false;
+  private readonly txBuf: Buffer;
+  private readonly exited: Promise<void>;
 
   private constructor(
     readonly name: string,
     private readonly fd: number,
+    private readonly stopFd: number,
+    private readonly ring: FrameRing,
+    worker: Worker,
+    /** Bytes of virtio-net header on every read and write (0: offloads off). */
+    private readonly vnetHdrLen: number,
+    /** `--debug tap`: opened, each drop with its reason, read errors. */
+    private readonly debug: DebugLog = NO_DEBUG,
   ) {
-    this.poller = new FdPoller(fd);
+    this.txBuf = Buffer.allocUnsafe(MAX_FRAME + vnetHdrLen);
+    this.exited = new Promise((resolve) =>
+      worker.once('exit', () => {
+        // Both fds are closed only now, when no read or poll can still be using them (closing an
+        // fd does not wake a thread sleeping on it, and its number could be reused under it).
+        this.workerGone = true;
+        this.closed = true;
+        for (const f of [fd, stopFd]) {
+          try {
+            closeSync(f);
+          } catch {
+            // already closed
+          }
+        }
+        resolve();
+      }),
+    );
+    worker.once('error', () => this.readErrors++);
+    worker.on('message', () => {
+      this.sleeping = false;
+      this.pump();
+    });
+    this.pump();
   }
 
-  static open(name: string, options: { persist?: boolean } = {}): { ok: true; port: TapPort } | { ok: false; code: string; message: string } {
-    const r = openTap(name);
+  static open(name: string, options: { persist?: boolean; offload?: boolean; debug?: DebugLog } = {}): { ok: true; port: TapPort } | { ok: false; code: string; message: string } {
+    const offload = options.offload ?? true;
+    const vnetHdrLen = offload ? VNET_HDR_LEN : 0;
+    const r = openTap(name, offload ? { vnetHdr: VNET_HDR_LEN, offload: TUN_F_CSUM | TUN_F_TSO4 } : {});
     if (!r.ok) return r;
     if (options.persist) setPersist(r.fd, true);
-    const p = new TapPort(r.name, r.fd);
-    p.readLoop();
-    return { ok: true, port: p };
+    const stopFd = eventFd();
+    const ringOpen = FrameRing.create(RX_RING_BYTES);
+    if (stopFd < 0 || !ringOpen.ok) {
+      closeSync(r.fd);
+      return { ok: false, code: 'EMFILE', message: 'cannot create the TAP reader thread’s eventfd or ring' };
+    }
+    const worker = startWorker(import.meta.url, 'tap-reader-worker', { workerData: { fd: r.fd, stopFd, sab: ringOpen.ring.sab, vnetHdrLen } });
+    const port = new TapPort(r.name, r.fd, stopFd, ringOpen.ring, worker, vnetHdrLen, options.debug);
+    if (port.debug.on) port.debug.debug(`${r.name}: opened (fd ${r.fd}${options.persist ? ', persistent' : ''}${offload ? ', offloads csum+tso4' : ''})`);
+    return { ok: true, port };
+  }
+
+  /** True when the kernel side takes GSO frames (offloads on). */
+  get gso(): boolean {
+    return this.vnetHdrLen > 0;
+  }
+
+  offerGso(on: boolean): void {
+    this.takesGso = on;
   }
 
   /**
-   * Drain what the kernel has queued (up to a batch, then yield to the event loop), and when the
-   * device is empty wait for it with poll(2) on a worker thread. Each read(2) returns one frame.
+   * Deliver what the ring holds, up to a batch per event-loop turn; when it is empty, sleep until
+   * the reader thread's message; when the receiver is busy, stop until `ready()`.
    */
-  private readLoop(): void {
-    for (let i = 0; i < 256; i++) {
-      if (this.closed) return;
-      let n: number;
-      try {
-        n = readSync(this.fd, this.buf, 0, this.buf.length, null);
-      } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        if (code === 'EAGAIN' || code === 'EWOULDBLOCK') {
-          this.poller.wait(100, () => this.readLoop());
+  private pump(): void {
+    if (this.paused || this.closed || this.sleeping) return;
+    for (let i = 0; i < RX_BATCH; i++) {
+      const record = this.ring.peek();
+      if (!record) {
+        if (this.ring.closed) return;
+        // Sleep until the reader thread's message; if frames came in meanwhile, go on.
+        if (this.ring.armWake()) {
+          this.sleeping = true;
           return;
         }
-        // EBADFD once the device is gone (its namespace deleted): stop reading.
-        this.readErrors++;
-        if (this.readErrors > 100 || code === 'EBADF' || code === 'EBADFD' || code === 'EIO') return;
         continue;
       }
-      if (n >= MIN_FRAME) {
-        const frame = new Uint8Array(n);
-        frame.set(this.buf.subarray(0, n));
-        this.stats.rxFrames++;
-        this.stats.rxBytes += n;
-        if (!this.receiver || this.receiver(frame) === false) this.stats.rxDrops++;
+      if (!this.deliver(record)) {
+        this.paused = true;
+        return;
+      }
+      this.ring.release();
+    }
+    setImmediate(() => this.pump());
+  }
+
+  /** One record to the receiver; false when the receiver is busy (the record stays in the ring). */
+  private deliver(record: Uint8Array): boolean {
+    const hdr = this.vnetHdrLen;
+    const frameLen = record.length - hdr;
+    if (hdr > 0) {
+      const info = readVnetHeader(record);
+      if (info.gsoType !== VNET_GSO_NONE) {
+        this.offloadStats.rxGsoFrames++;
+        if (!this.takesGso) return this.deliverCut(record.subarray(hdr), info.gsoType, info.gsoSize);
+        this.offloadStats.rxGsoWhole++;
       }
     }
-    setImmediate(() => this.readLoop());
+    if (frameLen < MIN_FRAME || frameLen > MAX_FRAME) {
+      if (frameLen > MAX_FRAME) this.oversize++;
+      this.stats.rxDrops++;
+      if (this.debug.on) this.debug.debug(`${this.name}: rx drop (${frameLen < MIN_FRAME ? 'runt' : 'oversize'}, ${frameLen} bytes)`);
+      return true;
+    }
+    const frame = record.slice(hdr);
+    const r = this.offer(frame);
+    return r !== 'busy';
+  }
+
+  /**
+   * One frame to the receiver, counted as the FramePort contract says: rxFrames only for frames
+   * taken, rxDrops for refused ones; 'busy' counts nothing (the frame is offered again). A receiver
+   * that throws is counted and its frame dropped; reading goes on.
+   */
+  private offer(frame: Uint8Array): boolean | 'busy' {
+    let r: boolean | 'busy' | void;
+    try {
+      r = this.receiver ? this.receiver(frame) : false;
+    } catch (e) {
+      this.receiverErrors++;
+      this.stats.rxDrops++;
+      if (this.debug.on) this.debug.debug(`${this.name}: rx drop (receiver threw: ${e instanceof Error ? e.message : String(e)})`);
+      return false;
+    }
+    if (r === 'busy') return 'busy';
+    if (r === false) {
+      this.stats.rxDrops++;
+      if (this.debug.on) this.debug.debug(`${this.name}: rx drop (${this.receiver ? 'receiver refused' : 'no receiver'}, ${frame.length} bytes)`);
+      return false;
+    }
+    this.stats.rxFrames++;
+    this.stats.rxBytes += frame.length;
+    return true;
+  }
+
+  /**
+   * A kernel GSO frame for a receiver that takes only MTU-sized frames: cut with the segmenter the
+   * NIC models use. Segments the receiver refuses are dropped (a busy receiver mid-frame cannot be
+   * resumed without re-cutting, and TCP recovers the loss).
+   */
+  private deliverCut(frame: Uint8Array, gsoType: number, gsoSize: number): boolean {
+    const l = gsoType === VNET_GSO_TCPV4 ? tcpv4Layout(frame) : null;
+    if (!l || gsoSize === 0) {
+      this.stats.rxDrops++;
+      if (this.debug.on) this.debug.debug(`${this.name}: rx drop (GSO frame of type ${gsoType} that cannot be cut)`);
+      return true;
+    }
+    for (const piece of segmentTcpv4(frame, l, gsoSize)) {
+      this.offloadStats.rxGsoSegments++;
+      // A busy receiver mid-frame cannot resume a cut: the segment is lost (TCP recovers it).
+      if (this.offer(piece) === 'busy') {
+        this.stats.rxDrops++;
+        if (this.debug.on) this.debug.debug(`${this.name}: rx drop (receiver busy in the middle of a cut GSO frame)`);
+      }
+    }
+    return true;
+  }
+
+  ready(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    setImmediate(() => this.pump());
   }
 
   send(frame: Uint8Array): boolean {
     if (this.closed || frame.length < MIN_FRAME || frame.length > MAX_FRAME) {
       this.stats.txDrops++;
+      if (this.debug.on) this.debug.debug(`${this.name}: tx drop (${this.closed ? 'closed' : `${frame.length} bytes, outside ${MIN_FRAME}..${MAX_FRAME}`})`);
       return false;
     }
+    let out: Uint8Array = frame;
+    if (this.vnetHdrLen > 0) {
+      const n = encodeVnetFrame(frame, this.txBuf);
+      if (n === 0) {
+        this.stats.txDrops++;
+        return false;
+      }
+      out = this.txBuf.subarray(0, n);
+      if (frame.length > 1514) this.offloadStats.txGsoFrames++;
+    }
     try {
-      writeSync(this.fd, frame);
-    } catch {
+      writeSync(this.fd, out);
+    } catch (e) {
       // EIO while the interface is down, EINVAL over the MTU, ENOBUFS: the frame is lost.
       this.stats.txDrops++;
+      if (this.debug.on) this.debug.debug(`${this.name}: tx drop (write: ${(e as NodeJS.ErrnoException).code ?? String(e)}, ${frame.length} bytes)`);
       return false;
     }
     this.stats.txFrames++;
@@ -84,16 +260,26 @@ export class TapPort implements FramePort {
 
   setReceiver(receiver: FrameReceiver | null): void {
     this.receiver = receiver;
+    this.ready();
   }
 
-  /** Close the fd: a non-persistent device disappears with it. */
+  /**
+   * Stop the reader thread (the eventfd wakes it from poll, the closed ring from a wait for space);
+   * it closes the fd as it leaves, and a non-persistent device disappears with it. `whenClosed`
+   * resolves once it has.
+   */
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    try {
-      closeSync(this.fd);
-    } catch {
-      // already closed
+    if (!this.workerGone) {
+      const one = Buffer.alloc(8);
+      one.writeBigUInt64LE(1n);
+      writeSync(this.stopFd, one);
     }
+    this.ring.close();
+  }
+
+  whenClosed(): Promise<void> {
+    return this.exited;
   }
 }

@@ -10,6 +10,11 @@ const TUNSETIFF = 0x400454ca; // _IOW('T', 202, int)
 const TUNSETPERSIST = 0x400454cb; // _IOW('T', 203, int)
 export const IFF_TAP = 0x0002;
 export const IFF_NO_PI = 0x1000;
+export const IFF_VNET_HDR = 0x4000;
+const TUNSETOFFLOAD = 0x400454d0; // _IOW('T', 208, unsigned int), the flags by value
+const TUNSETVNETHDRSZ = 0x400454d8; // _IOW('T', 216, int), through a pointer
+export const TUN_F_CSUM = 0x01;
+export const TUN_F_TSO4 = 0x02;
 const IFNAMSIZ = 16;
 const IFREQ_SIZE = 40;
 
@@ -37,8 +42,12 @@ const ERRNO_NAMES: Record<number, string> = { 1: 'EPERM', 2: 'ENOENT', 16: 'EBUS
 
 export type TapOpen = { ok: true; fd: number; name: string } | { ok: false; code: string; message: string };
 
-/** Open /dev/net/tun and attach to (creating if needed) TAP device `name`, no packet-info header. */
-export function openTap(name: string): TapOpen {
+/**
+ * Open /dev/net/tun and attach to (creating if needed) TAP device `name`, no packet-info header.
+ * With `vnetHdr`, every read and write carries a `vnetHdr`-byte virtio-net header and the kernel
+ * may hand over (and takes) checksum-offloaded and TSO frames per `offload` (TUN_F_* bits).
+ */
+export function openTap(name: string, options: { vnetHdr?: number; offload?: number } = {}): TapOpen {
   if (Buffer.byteLength(name) >= IFNAMSIZ) return { ok: false, code: 'EINVAL', message: `interface name "${name}" is longer than 15 bytes` };
   let fd: number;
   try {
@@ -50,13 +59,20 @@ export function openTap(name: string): TapOpen {
   }
   const ifr = Buffer.alloc(IFREQ_SIZE);
   ifr.write(name, 0, 'ascii');
-  ifr.writeUInt16LE(IFF_TAP | IFF_NO_PI, IFNAMSIZ);
+  ifr.writeUInt16LE(IFF_TAP | IFF_NO_PI | (options.vnetHdr ? IFF_VNET_HDR : 0), IFNAMSIZ);
   const c = libc();
-  if (c.ptr(fd, TUNSETIFF, ifr) < 0) {
+  const failed = (what: string): TapOpen => {
     const errno = c.errno();
     closeSync(fd);
     const code = ERRNO_NAMES[errno] ?? `errno ${errno}`;
-    return { ok: false, code, message: `TUNSETIFF ${name} failed (${code})` };
+    return { ok: false, code, message: `${what} ${name} failed (${code})` };
+  };
+  if (c.ptr(fd, TUNSETIFF, ifr) < 0) return failed('TUNSETIFF');
+  if (options.vnetHdr) {
+    const size = Buffer.alloc(4);
+    size.writeInt32LE(options.vnetHdr);
+    if (c.ptr(fd, TUNSETVNETHDRSZ, size) < 0) return failed('TUNSETVNETHDRSZ');
+    if (c.int(fd, TUNSETOFFLOAD, options.offload ?? 0) < 0) return failed('TUNSETOFFLOAD');
   }
   const actual = ifr.toString('ascii', 0, IFNAMSIZ).replace(/\0.*$/s, '');
   return { ok: true, fd, name: actual };

@@ -14,7 +14,10 @@ export interface BridgeStats {
   toHost: number;
 }
 
-export function bridgeTcp(socket: Socket, conn: TcpConnection, onDone: (why: string) => void = () => {}): BridgeStats {
+/** Wraps each host-socket callback (the user-mode network's guard: a throw closes this flow only). */
+export type CallbackGuard = <A extends unknown[]>(what: string, fn: (...args: A) => void) => (...args: A) => void;
+
+export function bridgeTcp(socket: Socket, conn: TcpConnection, onDone: (why: string) => void = () => {}, guard: CallbackGuard = (_what, fn) => fn): BridgeStats {
   const stats: BridgeStats = { toGuest: 0, toHost: 0 };
   let pending: Buffer | null = null;
   let hostEnded = false;
@@ -49,33 +52,33 @@ export function bridgeTcp(socket: Socket, conn: TcpConnection, onDone: (why: str
     socket.resume();
   };
 
-  socket.on('data', (d: Buffer) => {
+  socket.on('data', guard('tcp bridge data', (d: Buffer) => {
     pending = pending ? Buffer.concat([pending, d]) : d;
     pushToGuest();
-  });
-  socket.on('end', () => {
+  }));
+  socket.on('end', guard('tcp bridge end', () => {
     hostEnded = true;
     if (!pending) conn.shutdown();
-  });
-  socket.on('error', () => {
+  }));
+  socket.on('error', guard('tcp bridge error', () => {
     conn.abort();
     finish('host socket error');
-  });
-  socket.on('close', () => {
+  }));
+  socket.on('close', guard('tcp bridge close', () => {
     // The host side is gone entirely: if the guest side is still open, close it (FIN if we can).
     if (!hostEnded) conn.abort();
     finish('host closed');
-  });
+  }));
 
   conn.onSent = () => pushToGuest();
   conn.onData = (d) => {
     stats.toHost += d.length;
     // Copy: the stack may reuse its buffers; the socket keeps ours until written.
-    const flushed = socket.write(Buffer.from(d), () => {
+    const flushed = socket.write(Buffer.from(d), guard('tcp bridge written', () => {
       // Written to the kernel: the window may reopen by that much.
       unacked -= d.length;
       conn.recved(d.length);
-    });
+    }));
     unacked += d.length;
     void flushed;
   };

@@ -1,3 +1,5 @@
+import { guard, type FailStopScope } from '../../src/vmm/fail-stop.js';
+import { netDebug, type NetDebug } from '../../net/debug.js';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { createSocket, type Socket as UdpHostSocket } from 'node:dgram';
 import { formatIpv4, type Ipv4Addr } from '../../net/addr.js';
@@ -33,7 +35,30 @@ export interface UserNetOptions {
   /** Where redirect listeners bind when a spec gives no host address. */
   listenAddress?: string;
   random?: () => number;
+  /** Per-guest caps on host resources (defaults: USERNET_LIMITS). */
+  limits?: Partial<UserNetLimits>;
 }
+
+/**
+ * What one guest may hold on the host. libslirp keeps a UDP socket per flow until it has been
+ * idle for SO_EXPIRE (240 s; SO_EXPIREFAST, 10 s, for DNS) but caps nothing, so a guest can
+ * exhaust the host's file descriptors; these caps keep a guest within a budget. Every refusal is
+ * answered (TCP RST, ICMP port unreachable) and counted in UserNetStats.
+ */
+export interface UserNetLimits {
+  /** Guest UDP flows with a host socket at once. */
+  udpFlows: number;
+  /** Idle time after which a UDP flow's host socket is closed (libslirp SO_EXPIRE). */
+  udpIdleMs: number;
+  /** The same for flows to port 53 (libslirp SO_EXPIREFAST): one query, one answer. */
+  dnsIdleMs: number;
+  /** Host TCP sockets (NAT and redirected connections together). */
+  tcpSockets: number;
+  /** NAT connects to the host still in progress. */
+  pendingConnects: number;
+}
+
+export const USERNET_LIMITS: Readonly<UserNetLimits> = { udpFlows: 256, udpIdleMs: 240_000, dnsIdleMs: 10_000, tcpSockets: 512, pendingConnects: 64 };
 
 export interface UserNetStats {
   natTcp: number;
@@ -46,6 +71,19 @@ export interface UserNetStats {
   redirectRefused: number;
   bytesToGuest: number;
   bytesToHost: number;
+  /** Host sockets and flows open now. */
+  udpFlowsOpen: number;
+  tcpSocketsOpen: number;
+  pendingConnects: number;
+  /** UDP flows closed after their idle time. */
+  udpFlowsExpired: number;
+  /** Refusals because a per-guest limit was reached (each answered with RST or ICMP). */
+  udpFlowLimitRefused: number;
+  tcpSocketLimitRefused: number;
+  pendingConnectLimitRefused: number;
+  redirectLimitRefused: number;
+  /** Host-socket callbacks that threw (caught, logged; the flow is closed, the lab goes on). */
+  callbackErrors: number;
 }
 
 /** The gateway's MAC: 52:55 followed by its IPv4 address, as libslirp does. */
@@ -56,14 +94,18 @@ export function gatewayMac(gateway: Ipv4Addr): Uint8Array {
 interface UdpFlow {
   host: UdpHostSocket;
   idle: { cancel(): void } | null;
+  idleMs: number;
 }
 
-const UDP_FLOW_IDLE_MS = 60_000;
 
 export class UserNet {
   readonly stack: Stack;
   readonly netif: Netif;
-  readonly stats: UserNetStats = { natTcp: 0, natTcpRefused: 0, natUdp: 0, dhcpReplies: 0, dnsQueries: 0, dnsFailures: 0, redirectedConnections: 0, redirectRefused: 0, bytesToGuest: 0, bytesToHost: 0 };
+  readonly stats: UserNetStats = {
+    natTcp: 0, natTcpRefused: 0, natUdp: 0, dhcpReplies: 0, dnsQueries: 0, dnsFailures: 0, redirectedConnections: 0, redirectRefused: 0, bytesToGuest: 0, bytesToHost: 0,
+    udpFlowsOpen: 0, tcpSocketsOpen: 0, pendingConnects: 0, udpFlowsExpired: 0, udpFlowLimitRefused: 0, tcpSocketLimitRefused: 0, pendingConnectLimitRefused: 0, redirectLimitRefused: 0, callbackErrors: 0,
+  };
+  readonly limits: Readonly<UserNetLimits>;
   private readonly servers: Server[] = [];
   private readonly udpServers: UdpHostSocket[] = [];
   private readonly sockets = new Set<Socket>();
@@ -78,7 +120,11 @@ export class UserNet {
     private readonly o: UserNetOptions,
   ) {
     const a = o.addressing;
-    this.stack = new Stack({ clock: o.clock, name: 'usernet', routerMode: true, random: o.random, tcp: { minRtoMs: 200 } });
+    this.limits = { ...USERNET_LIMITS, ...o.limits };
+    // The gateway's own protocols log as `user.tcp`, `user.dhcp` …: `--debug tcp` shows them beside
+    // the guests', while `--debug usernet` stays the NAT and redirect lines.
+    this.netDebug = netDebug((c) => o.log.root.child(`user.${c}`));
+    this.stack = new Stack({ clock: o.clock, name: 'usernet', routerMode: true, random: o.random, tcp: { minRtoMs: 200 }, debug: this.netDebug });
     this.netif = this.stack.addNetif('user', port, gatewayMac(a.gateway));
     // Our stack takes TCP segments of any size up to 64 KiB: a guest NIC with TSO may hand them over
     // whole instead of cutting them to the MTU (QEMU's vnet_hdr backends do the same).
@@ -88,7 +134,7 @@ export class UserNet {
     this.stack.tcp.acceptAny = (info) => this.acceptGuestTcp(info.localAddr, info.localPort);
     this.stack.udp.acceptAny = (data, meta) => this.guestUdp(data, meta);
     const mask = a.prefixLength === 0 ? 0 : (~(0xffffffff >>> a.prefixLength)) >>> 0;
-    this.dhcp = new DhcpServer({ serverAddress: a.gateway, poolStart: a.dhcpStart, poolSize: a.dhcpCount, subnetMask: mask, router: a.gateway, dnsServers: [a.dns], clock: o.clock });
+    this.dhcp = new DhcpServer({ serverAddress: a.gateway, poolStart: a.dhcpStart, poolSize: a.dhcpCount, subnetMask: mask, router: a.gateway, dnsServers: [a.dns], clock: o.clock, debug: this.netDebug.dhcp });
     // A redirect that names the guest's address: the DHCP guest gets exactly that address.
     if (a.guestStatic) this.dhcp.reserve('any', a.guest);
     this.udpServices.set('*:67', (data, meta) => this.dhcpInput(data, meta));
@@ -96,6 +142,7 @@ export class UserNet {
   }
 
   readonly dhcp: DhcpServer;
+  private readonly netDebug: NetDebug;
 
   private dhcpInput(data: Uint8Array, meta: UdpMeta): void {
     for (const r of this.dhcp.input(data, meta.src)) {
@@ -112,14 +159,18 @@ export class UserNet {
    */
   private dnsInput(data: Uint8Array, _meta: UdpMeta, reply: (payload: Uint8Array) => void): void {
     const q = parseDns(data);
+    const dbg = this.netDebug.dns;
     if (!q.ok || q.value.flags.qr || q.value.questions.length !== 1) {
       this.stats.dnsFailures++;
+      if (dbg.on) dbg.debug(`drop (${!q.ok ? `malformed: ${q.error}` : q.value.flags.qr ? 'a response, not a query' : `${q.value.questions.length} questions`}) from ${formatIpv4(_meta.src)}:${_meta.srcPort}`);
       return;
     }
     this.stats.dnsQueries++;
     const msg = q.value;
     const question = msg.questions[0]!;
+    if (dbg.on) dbg.debug(`query id ${msg.id} ${question.name} type ${question.type} from ${formatIpv4(_meta.src)}:${_meta.srcPort}`);
     const answer = (rcode: number, answers: DnsRecord[]): void => {
+      if (dbg.on) dbg.debug(`answer id ${msg.id} ${question.name}: rcode ${rcode}, ${answers.length} record${answers.length === 1 ? '' : 's'}`);
       reply(encodeDns({ id: msg.id, flags: { ...msg.flags, qr: true, ra: true, aa: false, tc: false, rcode }, questions: msg.questions, answers, authorities: [], additionals: [] }));
     };
     if (question.class !== DNS_CLASS_IN || (question.type !== DnsType.A && question.type !== DnsType.AAAA)) {
@@ -129,8 +180,18 @@ export class UserNet {
     const family = question.type === DnsType.A ? 4 : 6;
     lookup(question.name, { family, all: true }, (err, addrs) => {
       if (err) {
-        this.stats.dnsFailures++;
-        answer(err.code === 'ENOTFOUND' || err.code === 'ENODATA' ? DnsRcode.NXDOMAIN : DnsRcode.SERVFAIL, []);
+        if (err.code !== 'ENOTFOUND' && err.code !== 'ENODATA') {
+          this.stats.dnsFailures++;
+          answer(DnsRcode.SERVFAIL, []);
+          return;
+        }
+        // getaddrinfo says only "nothing of this family". A name that exists with no record of
+        // the asked type is NOERROR with an empty answer (RFC 2308 §2.2, NODATA), not NXDOMAIN:
+        // busybox's nslookup otherwise reports "can't find localhost" when the host has no ::1.
+        lookup(question.name, { family: family === 4 ? 6 : 4 }, (otherErr) => {
+          if (otherErr) this.stats.dnsFailures++;
+          answer(otherErr ? DnsRcode.NXDOMAIN : DnsRcode.NOERROR, []);
+        });
         return;
       }
       const records: DnsRecord[] = [];
@@ -152,6 +213,34 @@ export class UserNet {
     return this.o.addressing;
   }
 
+  /**
+   * The one boundary where host-socket callbacks enter the lab (every `on(...)` of a host socket
+   * or server goes through here), built on the lab's one fail-stop mechanism (src/vmm/fail-stop.ts)
+   * with the flow as the scope: a throw is counted and logged, `teardown` closes the flow it
+   * belongs to, and that callback is not entered again — one bad flow never ends the lab process.
+   */
+  guard<A extends unknown[]>(what: string, fn: (...args: A) => void, teardown?: () => void): (...args: A) => void {
+    let failed = false;
+    const scope: FailStopScope = {
+      name: `usernet ${what}`,
+      get stopped() {
+        return failed;
+      },
+      fail: (message) => {
+        failed = true;
+        this.stats.callbackErrors++;
+        this.o.log.error(`${message} (host-socket callback): flow closed`);
+        try {
+          teardown?.();
+        } catch {
+          // tearing down a broken flow is best effort; the count and the log line above stand
+        }
+      },
+      log: this.o.log,
+    };
+    return guard(scope, what, fn, undefined);
+  }
+
   // ------------------------------------------------------------------ guest → host (NAT)
 
   /** Where a guest connection to `dst:port` goes on the host, or null when it is not allowed. */
@@ -164,23 +253,60 @@ export class UserNet {
     return formatIpv4(dst);
   }
 
+  /** Which per-guest TCP limit a new NAT connection would break, counted; null when it fits. */
+  private tcpLimitReached(): string | null {
+    if (this.sockets.size >= this.limits.tcpSockets) {
+      this.stats.tcpSocketLimitRefused++;
+      return `${this.limits.tcpSockets} host TCP sockets in use`;
+    }
+    if (this.stats.pendingConnects >= this.limits.pendingConnects) {
+      this.stats.pendingConnectLimitRefused++;
+      return `${this.limits.pendingConnects} host connects pending`;
+    }
+    return null;
+  }
+
   private acceptGuestTcp(dst: Ipv4Addr, dstPort: number): { onAccept: (c: TcpConnection) => void } | null {
     const target = this.hostTarget(dst);
     if (target === null) {
       this.stats.natTcpRefused++;
-      this.o.log.debug(`nat: refused guest TCP to ${formatIpv4(dst)}:${dstPort} (${this.o.restrict ? 'restricted' : 'not relayed'})`);
+      if (this.o.log.on) this.o.log.debug(`nat: refused guest TCP to ${formatIpv4(dst)}:${dstPort} (${this.o.restrict ? 'restricted' : 'not relayed'})`);
+      return null;
+    }
+    // Over a limit already: the SYN is answered with a reset (ECONNREFUSED in the guest).
+    const full = this.tcpLimitReached();
+    if (full !== null) {
+      if (this.o.log.on) this.o.log.debug(`nat: refused guest TCP to ${formatIpv4(dst)}:${dstPort} (${full})`);
       return null;
     }
     return {
       onAccept: (conn) => {
+        // Handshakes complete in batches: the limit is checked again when the host socket is made.
+        const over = this.tcpLimitReached();
+        if (over !== null) {
+          if (this.o.log.on) this.o.log.debug(`nat: reset guest TCP to ${formatIpv4(dst)}:${dstPort} (${over})`);
+          conn.abort();
+          return;
+        }
         this.stats.natTcp++;
-        this.o.log.debug(`nat: guest ${formatIpv4(conn.remoteAddr)}:${conn.remotePort} → host ${target}:${dstPort}`);
+        if (this.o.log.on) this.o.log.debug(`nat: guest ${formatIpv4(conn.remoteAddr)}:${conn.remotePort} → host ${target}:${dstPort}`);
         // slirp connects first and answers the SYN after; our stack accepts first, so a host
         // refusal reaches the guest as a reset right after the handshake.
         const sock = createConnection({ host: target, port: dstPort, allowHalfOpen: true });
         this.track(sock);
-        sock.once('error', () => conn.abort());
-        bridgeTcp(sock, conn, () => this.sockets.delete(sock));
+        this.stats.pendingConnects++;
+        let pending = true;
+        const settled = (): void => {
+          if (pending) this.stats.pendingConnects--;
+          pending = false;
+        };
+        sock.once('connect', this.guard('nat connect', settled));
+        sock.once('close', settled);
+        sock.once('error', this.guard('nat connect', () => conn.abort()));
+        bridgeTcp(sock, conn, () => {}, (what, fn) => this.guard(what, fn, () => {
+          sock.destroy();
+          conn.abort();
+        }));
       },
     };
   }
@@ -197,20 +323,27 @@ export class UserNet {
     if (meta.broadcast) return false;
     const target = this.hostTarget(meta.dst);
     if (target === null) return false; // port unreachable to the guest
-    this.stats.natUdp++;
     const key = `${meta.src}:${meta.srcPort}:${meta.dst}:${meta.dstPort}`;
     let flow = this.udpFlows.get(key);
     if (!flow) {
+      if (this.udpFlows.size >= this.limits.udpFlows) {
+        // No host socket for a new flow: ICMP port unreachable tells the guest at once.
+        this.stats.udpFlowLimitRefused++;
+        if (this.o.log.on) this.o.log.debug(`nat: refused guest UDP to ${formatIpv4(meta.dst)}:${meta.dstPort} (${this.limits.udpFlows} flows open)`);
+        return false;
+      }
       const host = createSocket('udp4');
-      const f: UdpFlow = { host, idle: null };
+      const f: UdpFlow = { host, idle: null, idleMs: meta.dstPort === 53 ? this.limits.dnsIdleMs : this.limits.udpIdleMs };
       flow = f;
       this.udpFlows.set(key, f);
-      host.on('message', (msg) => {
+      this.stats.udpFlowsOpen = this.udpFlows.size;
+      host.on('message', this.guard('nat udp', (msg: Buffer) => {
         this.touch(key, f);
         this.stack.udp.sendFrom(meta.dst, meta.dstPort, meta.src, meta.srcPort, new Uint8Array(msg));
-      });
-      host.on('error', () => this.dropFlow(key));
+      }, () => this.dropFlow(key)));
+      host.on('error', this.guard('nat udp', () => this.dropFlow(key)));
     }
+    this.stats.natUdp++;
     this.touch(key, flow);
     flow.host.send(data, meta.dstPort, target);
     return true;
@@ -218,7 +351,10 @@ export class UserNet {
 
   private touch(key: string, f: UdpFlow): void {
     f.idle?.cancel();
-    f.idle = this.o.clock.setTimer(UDP_FLOW_IDLE_MS, () => this.dropFlow(key));
+    f.idle = this.o.clock.setTimer(f.idleMs, () => {
+      this.stats.udpFlowsExpired++;
+      this.dropFlow(key);
+    });
   }
 
   private dropFlow(key: string): void {
@@ -226,6 +362,7 @@ export class UserNet {
     if (!f) return;
     f.idle?.cancel();
     this.udpFlows.delete(key);
+    this.stats.udpFlowsOpen = this.udpFlows.size;
     try {
       f.host.close();
     } catch {
@@ -253,19 +390,29 @@ export class UserNet {
     const host = r.hostAddr ?? this.o.listenAddress ?? '127.0.0.1';
     const guest = this.guestOf(r);
     return new Promise((resolve) => {
-      const server = createServer({ pauseOnConnect: true, allowHalfOpen: true }, (sock) => {
+      const server = createServer({ pauseOnConnect: true, allowHalfOpen: true }, this.guard('redirect accept', (sock: Socket) => {
+        if (this.sockets.size >= this.limits.tcpSockets) {
+          // The guest's budget of host sockets is spent: the host client sees a reset.
+          this.stats.redirectLimitRefused++;
+          if (this.o.log.on) this.o.log.debug(`redirect: refused ${sock.remoteAddress}:${sock.remotePort} (${this.limits.tcpSockets} host TCP sockets in use)`);
+          sock.on('error', () => {});
+          sock.resetAndDestroy();
+          return;
+        }
         this.track(sock);
         this.stats.redirectedConnections++;
         const conn = this.stack.tcp.connect(guest, r.guestPort, { localAddr: this.o.addressing.gateway });
-        this.o.log.debug(`redirect: ${sock.remoteAddress}:${sock.remotePort} → ${formatIpv4(guest)}:${r.guestPort}`);
+        if (this.o.log.on) this.o.log.debug(`redirect: ${sock.remoteAddress}:${sock.remotePort} → ${formatIpv4(guest)}:${r.guestPort}`);
         const stats = bridgeTcp(sock, conn, (why) => {
-          this.sockets.delete(sock);
           if (why.includes('ECONNREFUSED')) this.stats.redirectRefused++;
           this.stats.bytesToGuest += stats.toGuest;
           this.stats.bytesToHost += stats.toHost;
-        });
+        }, (what, fn) => this.guard(what, fn, () => {
+          sock.destroy();
+          conn.abort();
+        }));
         conn.onConnected = () => sock.resume();
-      });
+      }));
       server.once('error', (e: NodeJS.ErrnoException) => {
         resolve(e.code === 'EADDRINUSE'
           ? `redirect ${r.spec}: ${host}:${r.hostPort} is already in use on this host; pick another host port (e.g. tcp:${r.hostPort + 1}:…) or stop what is listening there (ss -ltnp 'sport = :${r.hostPort}')`
@@ -287,7 +434,7 @@ export class UserNet {
       const s = createSocket('udp4');
       // One gateway-side socket per host peer, so replies find their way back.
       const peers = new Map<string, UdpSocket>();
-      s.on('message', (msg, rinfo) => {
+      s.on('message', this.guard('redirect udp', (msg: Buffer, rinfo: { address: string; port: number }) => {
         const key = `${rinfo.address}:${rinfo.port}`;
         let g = peers.get(key);
         if (!g) {
@@ -297,7 +444,7 @@ export class UserNet {
           peers.set(key, g);
         }
         g.send(new Uint8Array(msg));
-      });
+      }));
       s.once('error', (e: NodeJS.ErrnoException) => {
         resolve(e.code === 'EADDRINUSE' ? `redirect ${r.spec}: UDP ${host}:${r.hostPort} is already in use on this host; pick another host port` : `redirect ${r.spec}: cannot bind UDP ${host}:${r.hostPort}: ${e.message}`);
       });
@@ -314,7 +461,11 @@ export class UserNet {
 
   private track(sock: Socket): void {
     this.sockets.add(sock);
-    sock.once('close', () => this.sockets.delete(sock));
+    this.stats.tcpSocketsOpen = this.sockets.size;
+    sock.once('close', () => {
+      this.sockets.delete(sock);
+      this.stats.tcpSocketsOpen = this.sockets.size;
+    });
   }
 
   /** Stop listening and drop every host socket (they see a reset). */

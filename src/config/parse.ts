@@ -1,7 +1,7 @@
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { formatMac, parseMac, randomLocalMac } from '../../net/addr.js';
 import { parseKernelArgs } from './kernel-args.js';
-import { BACKEND_CLASSES, NIC_CLASSES, type AppConfig, type BackendClass, type BackendConfig, type DeviceConfig, type VmConfig } from './types.js';
+import { BACKEND_CLASSES, GUEST_MACHINES, NIC_CLASSES, type GuestMachine, type AppConfig, type BackendClass, type BackendConfig, type DeviceConfig, type VmConfig } from './types.js';
 import { MAX_MEMORY_MB, MIN_MEMORY_MB } from '../vmm/memory.js';
 
 /**
@@ -69,6 +69,13 @@ export function parseVmConfig(xml: string, options: ParseOptions): ConfigResult 
     errors.push({ element: 'vm', message: `class="${vmClass}": only class="PC" is supported`, line: lines.vm });
   }
   const name = attrOrChild(vm, 'name', errors, 'vm', lines.vm) ?? 'vm0';
+  const machineText = simpleText(vm['machine']);
+  let machine: GuestMachine | undefined;
+  if (machineText !== undefined) {
+    const m = machineText.toLowerCase();
+    if ((GUEST_MACHINES as readonly string[]).includes(m)) machine = m as GuestMachine;
+    else errors.push({ element: 'machine', message: `"${machineText}": allowed: ${GUEST_MACHINES.join(', ')}` });
+  }
 
   // Memory: MB, a positive integer within what a lab machine can give a guest.
   let memoryMB = 64;
@@ -227,7 +234,7 @@ export function parseVmConfig(xml: string, options: ParseOptions): ConfigResult 
   for (const d of nics) if (d.macGenerated) warnings.push(`NIC "${d.id}" has no <mac>; using ${formatMac(d.mac!)}`);
   return {
     ok: true,
-    value: { name, memoryMB, telemetry, ...(scheduleHz !== undefined ? { scheduleHz } : {}), devices, backends, files, kernel: k.value, apps },
+    value: { name, ...(machine ? { machine } : {}), memoryMB, telemetry, ...(scheduleHz !== undefined ? { scheduleHz } : {}), devices, backends, files, kernel: k.value, apps },
     warnings,
   };
 }

@@ -56,8 +56,17 @@ export interface AppConfig {
   port?: number;
 }
 
+/**
+ * Who runs the guest: netlab's own VMM core and built-in kernel (default), or a Linux image from
+ * `lab image build` (named in `<files>` as kernel and initrd) in QEMU, on QEMU's NIC models.
+ */
+export const GUEST_MACHINES = ['builtin', 'qemu'] as const;
+export type GuestMachine = (typeof GUEST_MACHINES)[number];
+
 export interface VmConfig {
   name: string;
+  /** `<machine>`; absent means builtin. */
+  machine?: GuestMachine;
   memoryMB: number;
   telemetry: boolean;
   scheduleHz?: number;

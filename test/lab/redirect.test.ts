@@ -12,6 +12,7 @@ import { createDeviceRegistry } from '../../src/registry.js';
 import { assembleLab, type Lab } from '../../lab/topology.js';
 import { DnsResolver } from '../../net/dns/resolver.js';
 import { formatIpv4 } from '../../net/addr.js';
+import { lookup } from 'node:dns';
 
 /** A free TCP port on loopback (bind 0, read it, close). */
 async function freePort(): Promise<number> {
@@ -323,6 +324,12 @@ describe('user-mode network services', () => {
       const bad = await resolver.query('no-such-host.invalid', 1);
       expect(bad.ok).toBe(false);
       if (!bad.ok) expect(bad.error).toBe('nxdomain');
+      // AAAA for a name the host knows only over IPv4 (localhost without ::1 in /etc/hosts, as on
+      // the machine issue 11 was found on): NODATA, i.e. NOERROR with an empty answer (RFC 2308).
+      const hostHasV6 = await new Promise<boolean>((r) => lookup('localhost', { family: 6 }, (e) => r(!e)));
+      const v6 = await resolver.query('localhost', 'AAAA');
+      if (hostHasV6) expect(v6.ok).toBe(true);
+      else expect(v6).toEqual({ ok: false, error: 'no-data' });
     } finally {
       lab.close();
     }

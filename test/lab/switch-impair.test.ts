@@ -118,7 +118,7 @@ describe('link impairments', () => {
     expect(last).toBeGreaterThan(59);
     expect(last).toBeLessThan(61);
     const q = measure({ rateMbps: 1, queueLimit: 100, seed: 1 }, 1000);
-    expect(q.imp.impairStats.rateDrops).toBe(900);
+    expect(q.imp.impairStats.queueDrops).toBe(900);
     expect(q.arrivals.length).toBe(100);
   });
 
@@ -132,5 +132,149 @@ describe('link impairments', () => {
     clock.runUntil(() => false, 1000);
     expect(got).toBeGreaterThan(400);
     expect(got).toBeLessThan(600);
+  });
+});
+
+describe('link impairments keep the FramePort contract (issue 10)', () => {
+  it('with --loss, holds/ready/gso are those of the wrapped port: flow control and GSO stay on', () => {
+    const clock = new VirtualClock();
+    const [a, b] = createLink(clock, ['a', 'b']);
+    const imp = new ImpairedPort(clock, a, { lossPct: 1, seed: 4 });
+    expect(imp.holds).toBe(true);
+    b.offerGso!(true);
+    expect(imp.gso).toBe(true);
+    imp.offerGso(true);
+    expect(b.gso).toBe(true);
+    // A busy receiver behind the impairment: the link holds the frames, none is lost to it.
+    let room = 0;
+    const got: number[] = [];
+    imp.setReceiver((f) => {
+      if (room === 0) return 'busy';
+      room--;
+      got.push(f[14]!);
+      return true;
+    });
+    for (let i = 0; i < 50; i++) b.send(frame(1, 2, i));
+    clock.runUntil(() => false, 10);
+    expect(got).toEqual([]);
+    room = 1000;
+    imp.ready();
+    clock.runUntil(() => false, 10);
+    // Every frame the impairment did not lose arrives, in order, and the loss is counted as such.
+    expect(got.length + imp.impairStats.lost).toBe(50);
+    expect(got).toEqual([...got].sort((x, y) => x - y));
+    expect(imp.stats.rxDrops).toBe(imp.impairStats.lost);
+    expect(imp.stats.rxFrames).toBe(got.length);
+    expect(a.stats.rxDrops).toBe(0);
+  });
+
+  it('a frame the impairment loses is a drop (send returns false, txDrops), not a sent frame', () => {
+    const clock = new VirtualClock();
+    const [a, b] = createLink(clock, ['a', 'b'], { queueLimit: 10_000 });
+    let got = 0;
+    b.setReceiver(() => void got++);
+    const imp = new ImpairedPort(clock, a, { lossPct: 30, seed: 8 });
+    let refused = 0;
+    for (let i = 0; i < 1000; i++) if (!imp.send(frame(2, 1, i))) refused++;
+    clock.runUntil(() => false, 10);
+    expect(imp.impairStats.lost).toBeGreaterThan(200);
+    expect(refused).toBe(imp.impairStats.lost);
+    expect(imp.stats.txDrops).toBe(imp.impairStats.lost);
+    expect(imp.stats.txFrames).toBe(got);
+    expect(imp.stats.txFrames + imp.stats.txDrops).toBe(1000);
+  });
+
+  it('the delay line is bounded: beyond queueLimit frames are dropped and counted', () => {
+    const clock = new VirtualClock();
+    const [a, b] = createLink(clock, ['a', 'b'], { queueLimit: 100_000 });
+    let got = 0;
+    b.setReceiver(() => void got++);
+    const imp = new ImpairedPort(clock, a, { delayMs: 100, queueLimit: 64 });
+    const accepted = Array.from({ length: 200 }, (_, i) => imp.send(frame(2, 1, i))).filter(Boolean).length;
+    expect(accepted).toBe(64);
+    expect(imp.impairStats.queueDrops).toBe(136);
+    expect(imp.stats.txDrops).toBe(136);
+    clock.runUntil(() => false, 200);
+    expect(got).toBe(64);
+    // The default bound is netem's 1000 frames.
+    const [c] = createLink(clock, ['c', 'd'], { queueLimit: 100_000 });
+    const deep = new ImpairedPort(clock, c, { delayMs: 100 });
+    expect(Array.from({ length: 5000 }, () => deep.send(frame(2, 1))).filter(Boolean).length).toBe(1000);
+  });
+
+  it('a delayed frame the receiver calls busy waits in the impairment until ready(), then arrives in order', () => {
+    const clock = new VirtualClock();
+    const [a, b] = createLink(clock, ['a', 'b']);
+    const imp = new ImpairedPort(clock, a, { delayMs: 5 });
+    let room = 3;
+    const got: number[] = [];
+    imp.setReceiver((f) => {
+      if (room === 0) return 'busy';
+      room--;
+      got.push(f[14]!);
+      return true;
+    });
+    for (let i = 0; i < 10; i++) b.send(frame(1, 2, i));
+    clock.runUntil(() => false, 50);
+    expect(got).toEqual([0, 1, 2]);
+    room = 100;
+    imp.ready();
+    clock.runUntil(() => false, 50);
+    expect(got).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(imp.stats).toMatchObject({ rxFrames: 10, rxDrops: 0 });
+  });
+});
+
+describe('learning switch and frames over the MTU (a TAP passes up to 64 KiB whatever its MTU)', () => {
+  it('drops and counts frames over 1518 bytes towards ports without GSO; what follows still goes through', () => {
+    const { clock, sw, stations, got } = lan(3);
+    const big = new Uint8Array(65535);
+    big.set([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 0x08, 0x00]);
+    stations[0]!.send(big); // broadcast: flooded, but neither other port may take it
+    stations[0]!.send(frame(0xff, 1, 7)); // an ordinary frame behind it still goes through
+    clock.runUntil(() => false, 1);
+    expect(got[1]).toEqual([7]);
+    expect(got[2]).toEqual([7]);
+    expect(sw.stats.oversize).toBe(2);
+  });
+});
+
+describe('learning switch and GSO frames', () => {
+  /** A 20000-byte TCP/IPv4 GSO frame from station 1 to station 2 (complete checksums not needed: the cut recomputes them). */
+  function gsoFrame(): Uint8Array {
+    const payload = 20000;
+    const f = new Uint8Array(14 + 20 + 20 + payload);
+    f.set([0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00]);
+    const total = 40 + payload;
+    f.set([0x45, 0, total >> 8, total & 0xff, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2], 14);
+    f[34 + 12] = 5 << 4;
+    f[34 + 13] = 0x18; // PSH ACK
+    return f;
+  }
+
+  it('carries a GSO frame whole to a port whose far end takes GSO, and cuts it into MTU segments for one that does not', () => {
+    const clock = new VirtualClock();
+    const sw = new LearningSwitch(clock);
+    const sizes: number[][] = [[], [], []];
+    const stations: FramePort[] = [];
+    for (let i = 0; i < 3; i++) {
+      const [station, swSide] = createLink(clock, [`h${i}`, `sw${i}`]);
+      sw.attach(swSide, `p${i}`);
+      station.setReceiver((f) => void sizes[i]!.push(f.length));
+      stations.push(station);
+    }
+    // The switch takes GSO on every port; station 1 takes GSO, station 2 does not.
+    expect(stations[0]!.gso).toBe(true);
+    stations[1]!.offerGso!(true);
+    // Broadcast from station 0 floods: one whole frame to station 1, 14 MTU segments to station 2.
+    const f = gsoFrame();
+    f.fill(0xff, 0, 6);
+    stations[0]!.send(f);
+    clock.runUntil(() => false, 1);
+    expect(sizes[1]).toEqual([f.length]);
+    expect(sizes[2]!.length).toBe(Math.ceil(20000 / 1460));
+    expect(Math.max(...sizes[2]!)).toBe(1514);
+    expect(sw.stats.gsoCut).toBe(1);
+    expect(sw.stats.gsoSegments).toBe(14);
   });
 });

@@ -1,4 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { afterEach, beforeAll } from 'vitest';
+import { patternBlock } from '../../src/guest/apps/http.js';
 
 /**
  * System-test plumbing: every test gets its own network namespace (created here, deleted in
@@ -65,4 +68,29 @@ export class Netns {
     for (const c of this.children) if (c.exitCode === null) c.kill('SIGKILL');
     spawnSync('ip', ['netns', 'del', this.name]);
   }
+}
+
+/** The built `lab`, as the system tests run it (test/setup/build.ts builds it first). */
+export const LAB_CLI = ['node', 'dist/lab/cli.js'];
+
+export const sha256Hex = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+
+/** `n` bytes of the guests' /bytes/N pattern (what curl must receive from a guest, byte for byte). */
+export function bytesPattern(n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  const block = patternBlock(65536);
+  for (let off = 0; off < n; off += block.length) out.set(block.subarray(0, Math.min(block.length, n - off)), off);
+  return out;
+}
+
+/**
+ * The system tier's common frame for a test file: root and the tools it drives checked once (a
+ * missing one fails with the apt-get line), and `cleanup` (the test's namespace) after each test.
+ */
+export function systemSuite(tools: readonly (readonly [string, string])[], cleanup: () => void): void {
+  beforeAll(() => {
+    requireRoot();
+    for (const [cmd, pkg] of tools) requireTool(cmd, pkg);
+  });
+  afterEach(cleanup);
 }
