@@ -8,14 +8,15 @@ import { loadConfig } from './config-loader.js';
 import { assembleLab, type Lab } from './topology.js';
 import { assembleSwitchLab, hasSwitchBackend } from './switch-lab.js';
 import { hasNetAdmin, startUp } from './up.js';
-import { addCaptureOptions, captureLine, captureRunFor, captureStartLine, capturesCommand, extcapCommand, liveCaptureCommand, type CaptureCliOptions } from './capture/cli.js';
-import type { CaptureRun } from './capture/run.js';
+import { addCaptureOptions, captureLine, capturesCommand, extcapCommand, liveCaptureCommand } from './capture/cli.js';
+import { captureRun, fail, liveStats, stopRun, untilStopped, type GlobalOptions } from './run-control.js';
 import { NIC_CLASSES, type NicModel, type VmConfig } from '../src/config/types.js';
 import { normaliseQemuArgv, parseQemuNet } from './qemu-args.js';
 import { buildImage, defaultCacheDir } from './image/build.js';
 import { parseVmSocketSpec } from './vmsocket/spec.js';
 import { openLabVmSocket, startSocketRedirect, vmSocketLine, type OpenedVmSocket } from './vmsocket/socket-lab.js';
 import { runQemuGuest } from './vmsocket/qemu-run.js';
+import { linuxFromXml, redirectLinuxCommand, upLinuxCommand, type LinuxRunOptions } from './linux-commands.js';
 import { findQemu } from './vmsocket/qemu.js';
 
 /**
@@ -41,18 +42,7 @@ Debug components (--debug, comma-separated, or "all"):
   ${DEBUG_COMPONENTS.join(', ')}
 `;
 
-interface GlobalOptions extends CaptureCliOptions {
-  debug?: string;
-  stats?: number;
-  quiet?: boolean;
-}
 
-/** Live counters every `g.stats` seconds (a long run says how it is doing); returns a stopper. */
-function liveStats(g: GlobalOptions, line: () => string): () => void {
-  if (!g.stats || g.stats <= 0) return () => {};
-  const t = setInterval(() => process.stdout.write(`[${new Date().toISOString().slice(11, 19)}] ${line()}\n`), g.stats * 1000);
-  return () => clearInterval(t);
-}
 
 function nicLine(nics: { id: string; counters(): Record<string, number> }[]): string {
   return nics.map((n) => {
@@ -75,11 +65,6 @@ function guestsLine(guests: { guest: { vm: Vm } }[]): string {
   return guests.map((gu) => nicLine(gu.guest.vm.nics().map((n) => ({ id: `${gu.guest.vm.config.name}.${n.id}`, counters: () => n.counters() })))).join('  ');
 }
 
-function captureRun(command: string, clock: RealClock, g: GlobalOptions): CaptureRun {
-  const run = captureRunFor(command, clock, g, fail, Logger.fromSpec(g.debug).child('capture'));
-  if (!g.quiet) process.stdout.write(`${captureStartLine(run, g)}\n`);
-  return run;
-}
 
 /** `--debug`: an unknown component is a usage error that lists the known ones. */
 function debugSpec(value: string): string {
@@ -88,10 +73,6 @@ function debugSpec(value: string): string {
   return value;
 }
 
-function fail(message: string, code: number): never {
-  process.stderr.write(`lab: ${message}\n`);
-  process.exit(code);
-}
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -143,6 +124,8 @@ QEMU's networking options work as the manual types them:
     .argument('<tap>', 'TAP device name, e.g. tap2')
     .addOption(new Option('--nic <model>', 'the guest NIC').choices(['rtl8139', 'ne2k', 'virtio']).default('rtl8139'))
     .option('--config <file>', 'guest XML instead of the embedded default guest')
+    .addOption(new Option('--guest <kind>', 'builtin: netlab\'s own guest kernel; linux: a Linux image on netlab\'s NIC model (v86 CPU emulator; Linux\'s own driver)').choices(['builtin', 'linux']).default('builtin'))
+    .option('--image <dir>', 'the Linux image for --guest linux (lab image build --out DIR); default: built once into ~/.cache/netlab/linux-image')
     .option('--vms <n>', 'guests on the switch (addresses from 172.2N.0.2 up)', (v) => Number(v), 1)
     .option('--bridge <br>', 'enslave the TAP to this existing Linux bridge instead of addressing it')
     .option('--guest-ip <addr>', 'guest address A.B.C.D[/P] (guest i gets A+i); default: the --config kernel line, else 172.2N.0.2 for tapN, else DHCP')
@@ -163,10 +146,13 @@ Examples:
   $ sudo npx lab up tap2                      then: ping 172.22.0.2; curl http://172.22.0.2/
   $ sudo npx lab up tap3 --nic virtio --vms 2 guests at 172.23.0.2 and 172.23.0.3
   $ sudo npx lab up tap12 --bridge br0        TAP on an existing bridge, no host address
+  $ sudo npx lab up tap2 --guest linux --nic ne2k   Linux's ne2k-pci on netlab's NE2000 at 172.22.0.2
   $ sudo npx lab up tap2 --vm-socket /tmp/vm1.sock   a QEMU VM on the switch beside the built-in guest:
       qemu-system-x86_64 … -netdev stream,id=n0,server=off,addr.type=unix,addr.path=/tmp/vm1.sock -device rtl8139,netdev=n0
 `)
-    .action(async (tap: string, opts: UpCliOptions) => {
+    .action(async (tap: string, opts: UpCliOptions, cmd: Command) => {
+      const linux = linuxGuestOptions(opts, cmd.getOptionValueSource('nic') === 'cli' ? opts.nic : undefined);
+      if (linux) await upLinuxCommand(tap, { ...opts, ...linux }, program.opts<GlobalOptions>());
       await upCommand(tap, opts, program.opts<GlobalOptions>());
     });
 
@@ -176,6 +162,8 @@ Examples:
     .argument('<specs...>', 'tcp:HOSTPORT:GUESTADDR:GUESTPORT (or udp:…, hostfwd=tcp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT)')
     .addOption(new Option('--nic <model>', 'the guest NIC (virtio carries 64 KiB TSO segments: the fastest)').choices(['rtl8139', 'ne2k', 'virtio']))
     .option('--config <file>', 'guest XML instead of the embedded default guest (it needs a USER_NET backend)')
+    .addOption(new Option('--guest <kind>', 'builtin: netlab\'s own guest kernel; linux: a Linux image on netlab\'s NIC model (v86 CPU emulator; Linux\'s own driver; gets the address by DHCP)').choices(['builtin', 'linux']).default('builtin'))
+    .option('--image <dir>', 'the Linux image for --guest linux (lab image build --out DIR); default: built once into ~/.cache/netlab/linux-image')
     .option('--listen <addr>', 'host address the redirects listen on', '127.0.0.1')
     .option('--restrict', 'isolate the guest: its connections reach only the gateway (host loopback)')
     .option('--vm-socket <spec>', 'no built-in guest: serve a VM\'s QEMU socket netdev instead (PATH | unix:PATH | tcp:[HOST:]PORT | udp:[HOST:]PORT | QEMU stream,…/dgram,…/socket,… words)')
@@ -191,8 +179,14 @@ Examples:
   $ lab redirect tcp:9555:10.10.10.33:80 tcp:2323:10.10.10.33:23    then: telnet localhost 2323
   $ lab redirect hostfwd=tcp:127.0.0.1:8080-:80 udp:7007::7
   $ lab redirect --nic virtio tcp:9555:10.10.10.33:80    the same guest with a virtio-net NIC
+  $ lab redirect tcp:9555:10.10.10.33:80 --guest linux   Linux's 8139too on netlab's RTL8139; curl localhost:9555
 `)
-    .action(async (specs: string[], opts: RunOptions & { config?: string; nic?: NicModel; vmSocket?: string }) => {
+    .action(async (specs: string[], opts: RunOptions & { config?: string; nic?: NicModel; vmSocket?: string; guest: string; image?: string }) => {
+      const linux = linuxGuestOptions(opts, opts.nic);
+      if (linux) {
+        if (opts.vmSocket !== undefined) fail('--guest linux boots its own guest: drop --vm-socket', 2);
+        await redirectLinuxCommand(specs, { ...opts, ...linux }, program.opts<GlobalOptions>());
+      }
       if (opts.vmSocket !== undefined) await socketRedirectCommand(specs, opts.vmSocket, opts, program.opts<GlobalOptions>());
       else await runCommand(opts.config, specs, opts, program.opts<GlobalOptions>(), opts.nic);
     });
@@ -256,32 +250,7 @@ Wireshark can also list the hops itself: "lab extcap --install" (see README).
   return program;
 }
 
-/**
- * The end of every lab run, one way: wait for --for or Ctrl-C/SIGTERM, stop the live counters,
- * close the lab, print its counters, close the captures (files valid), say where they are, exit.
- */
-async function stopRun(
-  seconds: number | undefined,
-  o: { stopStats: () => void; close: () => void; report: () => void; run: CaptureRun; say: (t: string) => void; exitCode: () => number },
-): Promise<never> {
-  await untilStopped(seconds);
-  o.stopStats();
-  o.close();
-  o.report();
-  o.run.closeSync();
-  o.say(`${captureLine(o.run)}\n`);
-  process.exit(o.exitCode());
-}
 
-/** Resolves after `seconds` (when given) or at the first Ctrl-C / SIGTERM, whichever comes first. */
-function untilStopped(seconds: number | undefined): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const done = (): void => resolve();
-    if (seconds !== undefined) setTimeout(done, seconds * 1000);
-    process.once('SIGINT', done);
-    process.once('SIGTERM', done);
-  });
-}
 
 function parseSeconds(v: string): number {
   const n = Number(v);
@@ -299,6 +268,7 @@ function checkCommand(configPath: string | undefined, g: GlobalOptions): void {
   if (!made.ok) fail(`invalid config ${loaded.source}:\n  ${made.errors.join('\n  ')}`, 2);
   const k = loaded.config.kernel;
   if (loaded.config.machine === 'qemu') process.stdout.write(`${loaded.source}: machine qemu (${loaded.config.files.map((f) => `${f.id} ${f.filename}`).join(', ') || 'no <files>'}); QEMU's NIC models, the devices below name the model\n`);
+  if (loaded.config.machine === 'v86') process.stdout.write(`${loaded.source}: machine v86 (${loaded.config.files.map((f) => `${f.id} ${f.filename}`).join(', ') || 'no <files>'}); Linux on netlab's NIC models below, the v86 emulator as its CPU\n`);
   process.stdout.write(`${loaded.source}: ok\n${made.vm.deviceTree()}\n  guest: kernel "${k.cmdline}"; apps ${loaded.config.apps.map((a) => a.name + (a.port ? ':' + a.port : '')).join(', ') || 'none'}\n`);
   made.vm.stop('config check done');
 }
@@ -358,10 +328,12 @@ async function socketRedirectCommand(specs: string[], socketSpec: string, opts: 
   };
   process.on('SIGUSR1', counters);
   const stopStats = liveStats(g, () => `${lab.socket.hop} rx ${lab.socket.port.stats.rxFrames} tx ${lab.socket.port.stats.txFrames}  redirected ${lab.userNet.stats.redirectedConnections}`);
-  await stopRun(opts.for, { stopStats, close: () => lab.close(), report: counters, run, say, exitCode: () => (0) });
+  await stopRun(untilStopped(opts.for), { stopStats, close: () => lab.close(), report: counters, run, say, exitCode: () => (0) });
 }
 
 interface UpCliOptions {
+  guest?: string;
+  image?: string;
   vmSocket?: string[];
   nic: 'rtl8139' | 'ne2k' | 'virtio';
   config?: string;
@@ -450,7 +422,7 @@ async function upCommand(tap: string, opts: UpCliOptions, g: GlobalOptions): Pro
   };
   process.on('SIGUSR1', counters);
   const stopStats = liveStats(g, () => `${tap} rx ${lab.tap.stats.rxFrames} tx ${lab.tap.stats.txFrames}  ${guestsLine(lab.guests)}`);
-  await stopRun(opts.for, { stopStats, close: () => {
+  await stopRun(untilStopped(opts.for), { stopStats, close: () => {
     for (const v of vmSockets) v.port.close();
     lab.close();
   }, report: counters, run, say, exitCode: () => (lab.guests.some((gu) => gu.guest.vm.state === 'failed') ? 1 : 0) });
@@ -490,6 +462,7 @@ async function runCommand(configPath: string | undefined, specs: string[], opts:
     if (!g.quiet) process.stdout.write(`${captureLine(run)}\n`);
     process.exit(r.code);
   }
+  if (loaded.config.machine === 'v86') await v86RunCommand(configPath!, loaded.config as VmConfig, specs, opts, g, nicModel);
   const tapBackend = loaded.config.backends.find((b) => b.className === 'NIC_BRIDGE' || b.className === 'TAP');
   if (tapBackend && specs.length === 0) {
     // Palacios' NIC_BRIDGE: the NIC bridged to a host device; here, a TAP behind our switch.
@@ -543,7 +516,42 @@ async function runCommand(configPath: string | undefined, specs: string[], opts:
   };
   process.on('SIGUSR1', printTelemetry);
   const stopStats = liveStats(g, () => `${nicLine(vm.nics())}${lab.userNet ? `  redirected ${lab.userNet.stats.redirectedConnections} nat ${lab.userNet.stats.natTcp}` : ''}`);
-  await stopRun(opts.for, { stopStats, close: () => lab.close(), report: printTelemetry, run, say, exitCode: () => (vm.state === 'failed' ? 1 : 0) });
+  await stopRun(untilStopped(opts.for), { stopStats, close: () => lab.close(), report: printTelemetry, run, say, exitCode: () => (vm.state === 'failed' ? 1 : 0) });
+}
+
+/**
+ * The Linux guest a command runs, or null for the built-in one: `--guest linux`, or a `--config`
+ * XML whose `<machine>` is v86 (its NIC class, MAC, memory and `<files>` then describe the guest;
+ * `--nic` typed on the command line and `--image` win over the XML).
+ */
+function linuxGuestOptions(opts: { guest?: string; config?: string; image?: string; for?: number }, nicTyped: NicModel | undefined): LinuxRunOptions | null {
+  if (opts.config === undefined) return opts.guest === 'linux' ? { nic: nicTyped ?? 'rtl8139', image: opts.image, for: opts.for } : null;
+  const loaded = loadConfig(opts.config, createDeviceRegistry());
+  if (!loaded.ok) fail(`invalid config:\n  ${loaded.messages.join('\n  ')}`, 2);
+  if (opts.guest !== 'linux' && loaded.config.machine !== 'v86') return null;
+  const from = linuxFromXml(opts.config, loaded.config as VmConfig, nicTyped, opts.image !== undefined);
+  if (!from.ok) fail(from.error, 2);
+  return { ...from.value, image: opts.image, for: opts.for };
+}
+
+/**
+ * `lab run linux.xml` where the XML says `<machine>v86</machine>`: the image its `<files>` name, on
+ * netlab's model of its NIC class with its MAC, behind its USER_NET backend (with the XML's and the
+ * command line's redirects) or bridged to the TAP its NIC_BRIDGE/TAP backend names.
+ */
+async function v86RunCommand(configPath: string, config: VmConfig, specs: string[], opts: RunOptions, g: GlobalOptions, nicModel?: NicModel): Promise<never> {
+  const from = linuxFromXml(configPath, config, nicModel);
+  if (!from.ok) fail(from.error, 2);
+  const linux = { ...from.value, for: opts.for };
+  const nicDev = config.devices.find((d) => d.className in NIC_CLASSES);
+  const backend = config.backends.find((b) => b.frontend === nicDev?.id);
+  if (backend && (backend.className === 'NIC_BRIDGE' || backend.className === 'TAP') && specs.length === 0) {
+    const tap = backend.params['hostnic'] ?? backend.params['ifname'] ?? backend.params['name'];
+    if (!tap) fail(`line ${backend.line}: backend ${backend.id} needs <hostnic name="tap2"/> (the TAP device to bridge to)`, 2);
+    return upLinuxCommand(tap, { ...linux, vms: 1 }, g);
+  }
+  if (backend && backend.className !== 'USER_NET') fail(`line ${backend.line}: a v86 Linux guest in "lab run" uses a USER_NET or NIC_BRIDGE backend`, 2);
+  return redirectLinuxCommand([...(backend?.redirects ?? []), ...specs], { ...linux, restrict: opts.restrict, listen: opts.listen, command: 'run' }, g);
 }
 
 /** Configs for a switch run; a config that does not load is reported when the run loads it again. */
@@ -592,7 +600,7 @@ async function switchRunCommand(paths: string[], opts: RunOptions, g: GlobalOpti
   };
   process.on('SIGUSR1', counters);
   const stopStats = liveStats(g, () => guestsLine(lab.guests));
-  await stopRun(opts.for, { stopStats, close: () => lab.close(), report: counters, run, say, exitCode: () => (lab.guests.some((gu) => gu.guest.vm.state === 'failed') ? 1 : 0) });
+  await stopRun(untilStopped(opts.for), { stopStats, close: () => lab.close(), report: counters, run, say, exitCode: () => (lab.guests.some((gu) => gu.guest.vm.state === 'failed') ? 1 : 0) });
 }
 
 const isMain = import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('/lab') || process.argv[1]?.endsWith('/cli.js');

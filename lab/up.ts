@@ -111,7 +111,7 @@ export function startUp(o: UpOptions): UpResult {
   if (!addressing && !o.bridge && !o.script) {
     return { ok: false, exitCode: 2, error: `${o.tap}: automatic addresses exist only for tap0..tap9 (172.2N.0.1/16; 172.2NN is not private space); use --bridge BR or --script PATH to address it yourself` };
   }
-  if (o.vms < 1 || o.vms > 200) return { ok: false, exitCode: 2, error: `--vms ${o.vms}: between 1 and 200` };
+  if (o.vms < 0 || o.vms > 200) return { ok: false, exitCode: 2, error: `--vms ${o.vms}: between 1 and 200 (0: only the TAP and the switch, for --vm-socket VMs)` };
   const guestAddr = upGuestAddressing({ guestIp: o.guestIp, gateway: o.gateway, userKernel: o.userConfig ? o.config.kernel : undefined, rule: addressing });
   if (!guestAddr.ok) return { ok: false, exitCode: 2, error: guestAddr.error };
   const opened = TapPort.open(o.tap, { persist: o.persist, debug: o.logger.child('tap') });

@@ -9,7 +9,8 @@ export function linuxGuestXml(o: { kernelFile: string; initrdFile: string; kerne
   return `<!--
   A Linux guest built by "lab image build" from Debian's ${o.kernelPackage} (kernel ${o.version})
   and busybox-static:i386. Run it with "lab run linux.xml".
-  <machine>: qemu (QEMU's CPU and NIC models on the lab's networks over a socket netdev).
+  <machine>: qemu (QEMU's CPU and NIC models on the lab's networks over a socket netdev), or
+  v86 (netlab's own NIC models driven by Linux's drivers, the v86 emulator as the CPU).
   The NIC class picks QEMU's model: RTL8139 -> rtl8139, NE2000 -> ne2k_pci, LNX_VIRTIO_NIC -> virtio-net-pci.
   Kernel line: net=rtl8139|ne2k|virtio, ip=dhcp or ip=A netmask=M gw=G (Kitten style).
   Guest services: http 80 (/ and /bytes/N), echo 7, discard 9, sha256 sink 5001, telnet 23.

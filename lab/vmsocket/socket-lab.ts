@@ -1,10 +1,9 @@
-import { formatIpv4 } from '../../net/addr.js';
 import type { Clock } from '../../net/clock.js';
 import type { FramePort } from '../../net/frame-port.js';
 import type { Logger } from '../../src/log.js';
 import { ImpairedPort } from '../impair.js';
-import { userNetAddressing } from '../usernet/addressing.js';
-import { parseRedirect, type Redirect } from '../usernet/redirect-spec.js';
+import { openUserNet, planRedirects } from '../usernet/redirect-lab.js';
+import type { Redirect } from '../usernet/redirect-spec.js';
 import { UserNet } from '../usernet/user-net.js';
 import { describeSpec, qemuNetdev, type VmSocketSpec } from './spec.js';
 import { openVmSocket, type VmSocketPort } from './vm-socket-port.js';
@@ -65,30 +64,19 @@ export async function startSocketRedirect(o: {
   listenAddress?: string;
   wrapPort?: (hop: string, port: FramePort) => FramePort;
 }): Promise<{ ok: true; lab: SocketRedirectLab } | { ok: false; error: string; exitCode: number }> {
-  const redirects: Redirect[] = [];
-  for (const s of o.redirects) {
-    const r = parseRedirect(s);
-    if (!r.ok) return { ok: false, error: r.error, exitCode: 2 };
-    redirects.push(r.value);
-  }
-  const addressing = userNetAddressing(redirects);
-  if (!addressing.ok) return { ok: false, error: addressing.error, exitCode: 2 };
+  const plan = planRedirects(o.redirects);
+  if (!plan.ok) return { ok: false, error: plan.error, exitCode: 2 };
   const opened = await openLabVmSocket(o.spec, 0, o);
   if (!opened.ok) return { ok: false, error: opened.error, exitCode: 1 };
   const sock = opened.value;
-  const a = addressing.value;
-  const userNet = new UserNet(sock.wired, { clock: o.clock, addressing: a, restrict: o.restrict ?? false, log: o.logger.child('usernet'), listenAddress: o.listenAddress });
-  const errors = await userNet.listen(redirects);
-  if (errors.length > 0) {
-    userNet.close();
+  const un = await openUserNet(sock.wired, plan.value, { ...o, guest: 'the VM' });
+  if (!un.ok) {
     sock.port.close();
-    return { ok: false, error: errors.join('\n  '), exitCode: 1 };
+    return { ok: false, error: un.error, exitCode: 1 };
   }
-  const summary = [
-    sock.hint,
-    `user-mode network ${formatIpv4(a.network)}/${a.prefixLength}: gateway ${formatIpv4(a.gateway)} (host loopback), DNS ${formatIpv4(a.dns)}, DHCP gives the VM ${formatIpv4(a.guest)}`,
-    ...userNet.describeRedirects(redirects).map((l) => `redirect ${l}`),
-  ];
+  const userNet = un.value.userNet;
+  const redirects = plan.value.redirects;
+  const summary = [sock.hint, ...un.value.summary];
   return {
     ok: true,
     lab: {

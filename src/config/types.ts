@@ -57,10 +57,11 @@ export interface AppConfig {
 }
 
 /**
- * Who runs the guest: netlab's own VMM core and built-in kernel (default), or a Linux image from
- * `lab image build` (named in `<files>` as kernel and initrd) in QEMU, on QEMU's NIC models.
+ * Who runs the guest: netlab's own VMM core and built-in kernel (default); a Linux image from
+ * `lab image build` (named in `<files>` as kernel and initrd) in QEMU, on QEMU's NIC models; or that
+ * image on netlab's own NIC models with the v86 emulator as its CPU (Linux's own drivers).
  */
-export const GUEST_MACHINES = ['builtin', 'qemu'] as const;
+export const GUEST_MACHINES = ['builtin', 'qemu', 'v86'] as const;
 export type GuestMachine = (typeof GUEST_MACHINES)[number];
 
 export interface VmConfig {

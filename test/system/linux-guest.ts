@@ -19,8 +19,6 @@ export const CLI = ['node', 'dist/lab/cli.js'];
 let built: BuiltImage | null = null;
 export function linuxImage(): BuiltImage {
   if (built) return built;
-  const q = findQemu();
-  if (!q.ok) throw new Error(q.error);
   const base = process.env['NETLAB_IMAGE_CACHE'] ?? join(homedir(), '.cache', 'netlab');
   const r = buildImage({ outDir: join(base, 'linux-image'), cacheDir: join(base, 'debs') });
   if (!r.ok) throw new Error(`lab image build: ${r.error}`);
@@ -31,28 +29,25 @@ export function linuxImage(): BuiltImage {
 export const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
 /** Every guest started, so a test that throws half-way still leaves no QEMU behind (killAllGuests). */
-const started = new Set<QemuGuest>();
+const started = new Set<ConsoleChild>();
 export function killAllGuests(): void {
   for (const g of started) g.kill();
   started.clear();
 }
 
-export class QemuGuest {
-  private out = '';
-  readonly child: ChildProcess;
+/**
+ * A child process whose stdout carries a Linux serial console and whose stdin types into it (QEMU
+ * with -nographic, or `lab … --guest linux`, which puts the v86 guest's console on its terminal).
+ */
+export class ConsoleChild {
+  protected out = '';
   readonly started = Date.now();
   readonly exit: Promise<number>;
 
-  constructor(ns: Netns, nic: NicModelKey, netdev: string, append: string, mac?: string) {
-    const img = linuxImage();
-    const qemu = findQemu();
-    if (!qemu.ok) throw new Error(qemu.error);
-    const args = qemuArgs({ kernel: img.kernelPath, initrd: img.initrdPath, append, nic, netdev, mac });
-    this.child = spawn('ip', ['netns', 'exec', ns.name, qemu.path, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  constructor(readonly child: ChildProcess) {
     this.child.stdout!.on('data', (b: Buffer) => (this.out += b.toString('latin1')));
     this.child.stderr!.on('data', (b: Buffer) => (this.out += b.toString('latin1')));
     this.exit = new Promise((r) => this.child.on('exit', (c, s) => r(c ?? (s ? 128 : 1))));
-    started.add(this);
   }
 
   get console(): string {
@@ -65,7 +60,7 @@ export class QemuGuest {
     for (;;) {
       const m = re.exec(this.out.slice(from));
       if (m) return m;
-      if (this.child.exitCode !== null) throw new Error(`QEMU exited ${this.child.exitCode} before ${re}:\n${this.out.slice(-3000)}`);
+      if (this.child.exitCode !== null) throw new Error(`${this.child.spawnargs.slice(0, 6).join(' ')}… exited ${this.child.exitCode} before ${re}:\n${this.out.slice(-3000)}`);
       if (Date.now() > end) throw new Error(`no ${re} on the serial console after ${timeoutMs} ms:\n${this.out.slice(-3000)}`);
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -73,7 +68,7 @@ export class QemuGuest {
 
   /** The ready line's fields (net, driver, mac, ip) and the boot time in seconds. */
   async ready(timeoutMs = 120_000): Promise<{ line: string; seconds: number; fields: Record<string, string> }> {
-    const m = await this.waitFor(new RegExp(`${READY_MARKER}[^\\n]*`), timeoutMs);
+    const m = await this.waitFor(new RegExp(`${READY_MARKER}[^\\r\\n]*`), timeoutMs);
     const fields = Object.fromEntries(m[0].split(' ').filter((w) => w.includes('=')).map((w) => w.split('=') as [string, string]));
     return { line: m[0], seconds: (Date.now() - this.started) / 1000, fields };
   }
@@ -84,7 +79,7 @@ export class QemuGuest {
     const from = this.out.length;
     this.child.stdin!.write(`${command}; echo "${tag.slice(0, 4)}""${tag.slice(4)}"\n`);
     // The tag is typed split in two so the echoed command line does not match it.
-    const m = await this.waitFor(new RegExp(`([\\s\\S]*?)\\n${tag}`), timeoutMs, from);
+    const m = await this.waitFor(new RegExp(`([\\s\\S]*?)\\r?\\n${tag}`), timeoutMs, from);
     return m[1]!;
   }
 
@@ -99,6 +94,17 @@ export class QemuGuest {
 
   kill(): void {
     if (this.child.exitCode === null && this.child.pid) this.child.kill('SIGKILL');
+  }
+}
+
+export class QemuGuest extends ConsoleChild {
+  constructor(ns: Netns, nic: NicModelKey, netdev: string, append: string, mac?: string) {
+    const img = linuxImage();
+    const qemu = findQemu();
+    if (!qemu.ok) throw new Error(qemu.error);
+    const args = qemuArgs({ kernel: img.kernelPath, initrd: img.initrdPath, append, nic, netdev, mac });
+    super(spawn('ip', ['netns', 'exec', ns.name, qemu.path, ...args], { stdio: ['pipe', 'pipe', 'pipe'] }));
+    started.add(this);
   }
 }
 
