@@ -170,13 +170,15 @@ export abstract class TcpAckProcessing extends TcpTimers {
    */
   protected sackAckProcessing(ack: number, acked: number, delivered: readonly SentSegment[], sr: SackResult | null, sackedBefore: number): void {
     const now = this.host.clock.now();
+    const wasRecovering = this.inRecovery || this.lossRecovery;
     for (const s of delivered) if (!s.sacked) this.rack.delivered(s, now);
     if (sr) for (const s of sr.newlySacked) this.rack.delivered(s, now);
-    if (sr && sr.dsackBytes > 0) {
+    const dsack = sr !== null && sr.dsackBytes > 0;
+    if (dsack) {
       this.host.stats.dsacksIn++;
       this.dsackReceived(sr.dsack!);
     }
-    this.lossProbeOutcome(ack, acked > 0 || (sr !== null && sr.newlySackedBytes > 0), sr !== null && sr.dsackBytes > 0);
+    this.lossProbeOutcome(ack, acked > 0 || (sr !== null && sr.newlySackedBytes > 0), dsack);
     if (seqGe(this.sndUna, this.recover)) {
       if (this.inRecovery) {
         this.inRecovery = false;
@@ -184,6 +186,7 @@ export abstract class TcpAckProcessing extends TcpTimers {
       }
       this.lossRecovery = false;
     }
+    this.rack.updateReoWnd(dsack, wasRecovering && !this.inRecovery && !this.lossRecovery, this.sndUna, this.sndMax);
     if (this.sndUna === this.sndMax) {
       this.reoTimer.cancel();
       return;
@@ -202,8 +205,11 @@ export abstract class TcpAckProcessing extends TcpTimers {
     const mss = this.cc.mss;
     const total = this.scoreboard.sackedBytes;
     const thresh = (DUPTHRESH - 1) * mss;
-    if (total > thresh) {
-      // IsLost (RFC 6675 §4): more than (DupThresh − 1)·SMSS bytes SACKed above it.
+    if (total > thresh && !this.rack.reord) {
+      // IsLost (RFC 6675 §4): more than (DupThresh − 1)·SMSS bytes SACKed above it. Only until
+      // reordering is seen: from then on RACK's time-based window alone decides (RFC 8985 §6.2
+      // step 4 folds DupThresh into it the same way), or a late segment would be resent however
+      // wide the window grew.
       let below = 0;
       for (const s of this.scoreboard.segments) {
         if (total - below <= thresh) break;

@@ -32,6 +32,12 @@ export interface TcpConfig {
    * case a path MTU smaller than ours drops them and its ICMP never arrives. 0 disables it.
    */
   mtuProbeAfterRtos: number;
+  /**
+   * RACK's reordering window adapts (RFC 8985 §6.2 step 4): each round trip that brings a D-SACK
+   * widens it by a quarter of the minimum RTT, up to SRTT, and 16 recoveries without one narrow it
+   * back. Off: a fixed quarter of the minimum RTT (Linux's tcp_recovery & TCP_RACK_STATIC_REO_WND).
+   */
+  rackAdaptiveReoWnd: boolean;
   /** RACK-TLP (RFC 8985) tail loss probes, with SACK. Off only to study the RTO alone. */
   tailLossProbe: boolean;
   /**
@@ -109,6 +115,7 @@ export const DEFAULT_TCP_CONFIG: Readonly<TcpConfig> = {
   initialRtoMs: 1000,
   congestionControl: 'cubic',
   mtuProbeAfterRtos: 3,
+  rackAdaptiveReoWnd: true,
   tailLossProbe: true,
   lossProbeAckDelayMs: 40,
   delayedAckMs: 40,

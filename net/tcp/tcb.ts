@@ -237,7 +237,7 @@ export abstract class TcpControlBlock {
   protected highRxt = 0;
   protected dupAcks = 0;
   protected readonly scoreboard = new SackScoreboard();
-  protected readonly rack = new Rack();
+  protected readonly rack: Rack;
   /** After an RTO until SND.UNA passes `recover` (Linux's Loss state): lost segments go first. */
   protected lossRecovery = false;
   /** RFC 8985 §7: SND.NXT when the outstanding loss probe went, or null; and whether it resent. */
@@ -297,6 +297,7 @@ export abstract class TcpControlBlock {
     this.sendBuf = new SendBuffer(config.sendBufferSize);
     this.rcvBufSize = config.recvBufferSize;
     this.ooo = new ReassemblyQueue(config.maxOutOfOrderSegments);
+    this.rack = new Rack(config.rackAdaptiveReoWnd);
     this.noDelay = config.noDelay;
     this.offerWscale = config.windowScaling;
     this.offerTs = config.timestamps;
