@@ -88,6 +88,8 @@ export abstract class TcpAckProcessing extends TcpTimers {
       }
     }
 
+    this.mtuProbeOutcome();
+
     if (finAcked) {
       switch (this.state) {
         case 'FIN_WAIT_1':
@@ -193,11 +195,44 @@ export abstract class TcpAckProcessing extends TcpTimers {
     }
     this.detectLosses(now);
     let entering = false;
-    if (!this.inRecovery && !this.lossRecovery && this.scoreboard.lostBytes() > 0) {
+    if (!this.inRecovery && !this.lossRecovery && this.scoreboard.lostBytes() > 0 && !this.onlyMtuProbeLost()) {
       this.enterFastRecovery();
       entering = true;
     }
     if (this.inRecovery) this.prrUpdate(acked + (this.scoreboard.sackedBytes - sackedBefore), entering);
+  }
+
+  /**
+   * What is deemed lost is the MSS probe alone: resent as ordinary segments without a recovery
+   * episode, since a probe too big for the path says nothing about congestion (RFC 4821;
+   * Linux's tcp_simple_retransmit after a failed probe).
+   */
+  protected onlyMtuProbeLost(): boolean {
+    const probe = this.mtuProbe;
+    if (probe === null) return false;
+    for (const s of this.scoreboard.segments) {
+      if (!s.lost || s.rtxInFlight || s.sacked) continue;
+      if (seqLt(s.start, probe.start) || seqGt(s.end, probe.end)) return false;
+    }
+    return true;
+  }
+
+  /**
+   * After every ACK while an MSS probe is in flight: once all of it is acknowledged or SACKed,
+   * before any of it was resent, the path carries segments of that size.
+   */
+  protected mtuProbeOutcome(): void {
+    const probe = this.mtuProbe;
+    if (probe === null) return;
+    if (seqLt(this.sndUna, probe.end)) {
+      if (!this.sackEnabled) return;
+      for (const s of this.scoreboard.segments) {
+        if (seqLe(s.end, probe.start)) continue;
+        if (seqGe(s.start, probe.end)) break;
+        if (!s.sacked) return;
+      }
+    }
+    this.mtuProbeSucceeded();
   }
 
   /** RACK (RFC 8985 §6.2) and RFC 6675's DupThresh rule mark segments lost. */

@@ -253,6 +253,7 @@ export class TcpConnection extends TcpInput {
     this.tlpTimer.dispose();
     this.reoTimer.dispose();
     this.keepTimer.dispose();
+    this.mtuProbeTimer.dispose();
     this.lifeTimer.dispose();
     this.ooo.clear();
     this.host.detach(this);
