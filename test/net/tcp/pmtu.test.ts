@@ -141,4 +141,20 @@ describe('probing the MSS back up after black-hole detection (RFC 4821, Linux tc
     expect(net.a.stats.fastRetransmits).toBe(0);
     expect(net.a.stats.rtoTimeouts).toBe(3);
   });
+
+  it("when the router's ICMP gets through again, a probe it reports too big makes the next probe the size it reported", () => {
+    const { net, sink, data, client } = blackHoleTransfer({ at: 5000, apply: (n) => (n.path.icmpFiltered = false) });
+    expect(sink.digest()).toBe(sha256(data));
+    // The probes: the larger segments after the MSS went down, up to the first that got through.
+    const larger = largerAfter(net, loweredAt(net));
+    const probes = larger.slice(0, larger.findIndex((e) => !e.dropped) + 1);
+    expect(probes.map((e) => [e.seg.payload.length, e.dropped])).toEqual([
+      [FULL, true], // in the black hole
+      [FULL, true], // answered with "fragmentation needed, MTU 1280"
+      [1280 - 40 - 12, false],
+    ]);
+    expect(client.info().sendMss).toBe(1228);
+    expect(net.a.stats.mtuProbesSucceeded).toBe(1);
+    expect(net.a.stats.pmtuUpdates).toBe(0); // the report was about the probe, not about what we send
+  });
 });
