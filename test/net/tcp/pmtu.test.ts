@@ -5,7 +5,7 @@
  * tcp_probe_interval).
  */
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_TCP_CONFIG } from '../../../net/tcp/config.js';
+import { DEFAULT_TCP_CONFIG, type TcpConfig } from '../../../net/tcp/config.js';
 import { ADDR_A, ADDR_B, establish, randomBytes, sha256, Sink, Source, TestNet, type TraceEntry } from './harness.js';
 
 function transfer(net: TestNet, size: number): { client: ReturnType<typeof establish>['client']; sink: Sink; data: Uint8Array } {
@@ -68,8 +68,11 @@ describe('probing the MSS back up after black-hole detection (RFC 4821, Linux tc
    * 3 MB over a 2 Mbit/s path through a 1280-byte hop whose ICMP is filtered (a black hole), with
    * the probe interval at 2 s; `change` alters the path `at` ms after the transfer starts.
    */
-  function blackHoleTransfer(change?: { at: number; apply: (net: TestNet) => void }): { net: TestNet; t0: number; sink: Sink; data: Uint8Array; client: ReturnType<typeof establish>['client'] } {
-    const net = new TestNet({ path: { delayMs: 5, pathMtu: 1280, icmpFiltered: true, bytesPerMs: 250 }, tcp: { mtuProbeIntervalMs: INTERVAL } });
+  function blackHoleTransfer(
+    change?: { at: number; apply: (net: TestNet) => void },
+    tcp: Partial<TcpConfig> = {},
+  ): { net: TestNet; t0: number; sink: Sink; data: Uint8Array; client: ReturnType<typeof establish>['client'] } {
+    const net = new TestNet({ path: { delayMs: 5, pathMtu: 1280, icmpFiltered: true, bytesPerMs: 250 }, tcp: { mtuProbeIntervalMs: INTERVAL, ...tcp } });
     const { client, server } = establish(net);
     const sink = new Sink(server);
     const data = randomBytes(3 * 1024 * 1024, 21);
@@ -156,5 +159,17 @@ describe('probing the MSS back up after black-hole detection (RFC 4821, Linux tc
     expect(client.info().sendMss).toBe(1228);
     expect(net.a.stats.mtuProbesSucceeded).toBe(1);
     expect(net.a.stats.pmtuUpdates).toBe(0); // the report was about the probe, not about what we send
+  });
+
+  it('without SACK the probe works the same way: lost while the hole lasts, acknowledged once it heals', () => {
+    const { net, t0, sink, data, client } = blackHoleTransfer({ at: 5000, apply: (n) => (n.path.pathMtu = Infinity) }, { sack: false });
+    expect(sink.digest()).toBe(sha256(data));
+    const probes = largerAfter(net, loweredAt(net));
+    expect(probes[0]!.dropped).toBe(true);
+    expect(probes[0]!.t).toBeLessThan(t0 + 5000);
+    expect(probes[1]!.dropped).toBe(false);
+    expect(net.a.stats.mtuProbes).toBe(2);
+    expect(net.a.stats.mtuProbesSucceeded).toBe(1);
+    expect(client.info().sendMss).toBe(FULL);
   });
 });
