@@ -88,6 +88,8 @@ export abstract class TcpAckProcessing extends TcpTimers {
       }
     }
 
+    this.mtuProbeOutcome();
+
     if (finAcked) {
       switch (this.state) {
         case 'FIN_WAIT_1':
@@ -170,13 +172,15 @@ export abstract class TcpAckProcessing extends TcpTimers {
    */
   protected sackAckProcessing(ack: number, acked: number, delivered: readonly SentSegment[], sr: SackResult | null, sackedBefore: number): void {
     const now = this.host.clock.now();
+    const wasRecovering = this.inRecovery || this.lossRecovery;
     for (const s of delivered) if (!s.sacked) this.rack.delivered(s, now);
     if (sr) for (const s of sr.newlySacked) this.rack.delivered(s, now);
-    if (sr && sr.dsackBytes > 0) {
+    const dsack = sr !== null && sr.dsackBytes > 0;
+    if (dsack) {
       this.host.stats.dsacksIn++;
       this.dsackReceived(sr.dsack!);
     }
-    this.lossProbeOutcome(ack, acked > 0 || (sr !== null && sr.newlySackedBytes > 0), sr !== null && sr.dsackBytes > 0);
+    this.lossProbeOutcome(ack, acked > 0 || (sr !== null && sr.newlySackedBytes > 0), dsack);
     if (seqGe(this.sndUna, this.recover)) {
       if (this.inRecovery) {
         this.inRecovery = false;
@@ -184,17 +188,51 @@ export abstract class TcpAckProcessing extends TcpTimers {
       }
       this.lossRecovery = false;
     }
+    this.rack.updateReoWnd(dsack, wasRecovering && !this.inRecovery && !this.lossRecovery, this.sndUna, this.sndMax);
     if (this.sndUna === this.sndMax) {
       this.reoTimer.cancel();
       return;
     }
     this.detectLosses(now);
     let entering = false;
-    if (!this.inRecovery && !this.lossRecovery && this.scoreboard.lostBytes() > 0) {
+    if (!this.inRecovery && !this.lossRecovery && this.scoreboard.lostBytes() > 0 && !this.onlyMtuProbeLost()) {
       this.enterFastRecovery();
       entering = true;
     }
     if (this.inRecovery) this.prrUpdate(acked + (this.scoreboard.sackedBytes - sackedBefore), entering);
+  }
+
+  /**
+   * What is deemed lost is the MSS probe alone: resent as ordinary segments without a recovery
+   * episode, since a probe too big for the path says nothing about congestion (RFC 4821;
+   * Linux's tcp_simple_retransmit after a failed probe).
+   */
+  protected onlyMtuProbeLost(): boolean {
+    const probe = this.mtuProbe;
+    if (probe === null) return false;
+    for (const s of this.scoreboard.segments) {
+      if (!s.lost || s.rtxInFlight || s.sacked) continue;
+      if (seqLt(s.start, probe.start) || seqGt(s.end, probe.end)) return false;
+    }
+    return true;
+  }
+
+  /**
+   * After every ACK while an MSS probe is in flight: once all of it is acknowledged or SACKed,
+   * before any of it was resent, the path carries segments of that size.
+   */
+  protected mtuProbeOutcome(): void {
+    const probe = this.mtuProbe;
+    if (probe === null) return;
+    if (seqLt(this.sndUna, probe.end)) {
+      if (!this.sackEnabled) return;
+      for (const s of this.scoreboard.segments) {
+        if (seqLe(s.end, probe.start)) continue;
+        if (seqGe(s.start, probe.end)) break;
+        if (!s.sacked) return;
+      }
+    }
+    this.mtuProbeSucceeded();
   }
 
   /** RACK (RFC 8985 §6.2) and RFC 6675's DupThresh rule mark segments lost. */
@@ -202,8 +240,11 @@ export abstract class TcpAckProcessing extends TcpTimers {
     const mss = this.cc.mss;
     const total = this.scoreboard.sackedBytes;
     const thresh = (DUPTHRESH - 1) * mss;
-    if (total > thresh) {
-      // IsLost (RFC 6675 §4): more than (DupThresh − 1)·SMSS bytes SACKed above it.
+    if (total > thresh && !this.rack.reord) {
+      // IsLost (RFC 6675 §4): more than (DupThresh − 1)·SMSS bytes SACKed above it. Only until
+      // reordering is seen: from then on RACK's time-based window alone decides (RFC 8985 §6.2
+      // step 4 folds DupThresh into it the same way), or a late segment would be resent however
+      // wide the window grew.
       let below = 0;
       for (const s of this.scoreboard.segments) {
         if (total - below <= thresh) break;

@@ -32,6 +32,19 @@ export interface TcpConfig {
    * case a path MTU smaller than ours drops them and its ICMP never arrives. 0 disables it.
    */
   mtuProbeAfterRtos: number;
+  /**
+   * After black-hole detection lowered the MSS, try the MSS from before again this long after
+   * (RFC 4821's probing for a larger PMTU; Linux's tcp_probe_interval, 600 s): one full-sized segment
+   * of new data; if it is acknowledged the MSS goes back up, if it is lost the MSS stays low and
+   * the probe is tried again after another interval. 0 never tries.
+   */
+  mtuProbeIntervalMs: number;
+  /**
+   * RACK's reordering window adapts (RFC 8985 §6.2 step 4): each round trip that brings a D-SACK
+   * widens it by a quarter of the minimum RTT, up to SRTT, and 16 recoveries without one narrow it
+   * back. Off: a fixed quarter of the minimum RTT (Linux's tcp_recovery & TCP_RACK_STATIC_REO_WND).
+   */
+  rackAdaptiveReoWnd: boolean;
   /** RACK-TLP (RFC 8985) tail loss probes, with SACK. Off only to study the RTO alone. */
   tailLossProbe: boolean;
   /**
@@ -109,6 +122,8 @@ export const DEFAULT_TCP_CONFIG: Readonly<TcpConfig> = {
   initialRtoMs: 1000,
   congestionControl: 'cubic',
   mtuProbeAfterRtos: 3,
+  mtuProbeIntervalMs: 600_000,
+  rackAdaptiveReoWnd: true,
   tailLossProbe: true,
   lossProbeAckDelayMs: 40,
   delayedAckMs: 40,

@@ -253,6 +253,7 @@ export class TcpConnection extends TcpInput {
     this.tlpTimer.dispose();
     this.reoTimer.dispose();
     this.keepTimer.dispose();
+    this.mtuProbeTimer.dispose();
     this.lifeTimer.dispose();
     this.ooo.clear();
     this.host.detach(this);
@@ -274,6 +275,13 @@ export class TcpConnection extends TcpInput {
       return;
     }
     const current = this.sendMss + TCP_IP_HEADERS;
+    const probe = this.mtuProbe;
+    if (probe !== null && this.mtuProbeMss !== null && nextHopMtu > current && seqGe(seq, probe.start) && seqLt(seq, probe.end)) {
+      // About our MSS probe, from a router that takes more than we send now but less than the
+      // probe: the probe is lost (and found so as any loss); the next one tries what it reported.
+      if (nextHopMtu - TCP_IP_HEADERS < this.mtuProbeMss) this.mtuProbeMss = nextHopMtu - TCP_IP_HEADERS;
+      return;
+    }
     // A report at or above what we send now is stale (about a segment sent before an earlier
     // reduction): the estimate only ever goes down (RFC 1191 §6.3).
     if (nextHopMtu >= current) return;

@@ -67,7 +67,8 @@ export abstract class TcpOutput extends TcpControlBlock {
       const now = this.host.clock.now();
       if (this.sndMax === this.sndUna && this.lastSendTime > 0 && now - this.lastSendTime > this.rtoEst.rto) this.cc.restartAfterIdle();
       const maxBefore = this.sndMax;
-      if (this.sackEnabled && !force) sent = this.outputSack();
+      if (this.mtuProbeDue && !force) sent = this.sendMtuProbe();
+      if (this.sackEnabled && !force) sent = this.outputSack() || sent;
       else {
         for (;;) {
           const r = this.outputOne(force);
@@ -179,6 +180,34 @@ export abstract class TcpOutput extends TcpControlBlock {
     this.tlpTimer.set(pto);
   }
 
+  /**
+   * The probe after a black-hole reduction (RFC 4821's probe, as Linux's tcp_mtu_probe): one segment
+   * of new data at the MSS from before. It waits until there is data for DupThresh segments behind
+   * it, so that its loss shows in SACKs or duplicate ACKs rather than after a timeout, and until
+   * no loss is being repaired and the windows take it whole. Returns whether it went out.
+   */
+  protected sendMtuProbe(): boolean {
+    const probeMss = this.mtuProbeMss;
+    if (probeMss === null || probeMss <= this.sendMss) {
+      this.stopMtuProbing();
+      return false;
+    }
+    if (this.mtuProbe !== null || this.inRecovery || this.lossRecovery || seqLt(this.sndNxt, this.sndMax)) return false;
+    const maxPayload = this.maxPayload();
+    // The same options as any segment now, so the datagram is exactly the size being tested.
+    const len = maxPayload + probeMss - this.sendMss;
+    if (seqDiff(this.finSeq(), this.sndNxt) < len + DUPTHRESH * maxPayload) return false;
+    const inFlight = this.sackEnabled ? this.scoreboard.pipe() : seqDiff(this.sndNxt, this.sndUna);
+    if (this.cc.cwnd - inFlight < len || seqDiff(seqAdd(this.sndUna, this.sndWnd), this.sndNxt) < len) return false;
+    this.mtuProbeDue = false;
+    this.host.stats.mtuProbes++;
+    const start = this.sndNxt;
+    this.sendData(start, len, false, false);
+    this.advanceSent(len, false);
+    this.mtuProbe = { start, end: this.sndNxt };
+    return true;
+  }
+
   /** Send the next segment from SND.NXT if allowed; returns whether one went out. */
   protected outputOne(force: boolean): boolean {
     const dataEnd = this.finSeq();
@@ -256,6 +285,10 @@ export abstract class TcpOutput extends TcpControlBlock {
     if (retransmission) {
       this.host.stats.retransmits++;
       this.counters.retransmits++;
+      // Resending any of the probe (after RACK, DupThresh, a loss probe or a timeout gave it up)
+      // ends it: the resend is cut to the MSS in use, and an ACK can no longer tell the two apart.
+      const probe = this.mtuProbe;
+      if (probe && seqLt(seq, probe.end) && seqGt(end, probe.start)) this.mtuProbeFailed();
       this.rttSeq = null; // Karn's algorithm
       const u = this.undo;
       // Only the episode's own retransmissions (not a later probe) decide whether it was spurious.

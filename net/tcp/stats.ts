@@ -59,6 +59,10 @@ export interface TcpStats {
   pmtuIgnored: number;
   /** MSS lowered after repeated timeouts of full-sized segments (black-hole detection). */
   mtuBlackHoles: number;
+  /** Full-sized probes at the MSS from before a black-hole reduction (Linux TCPMTUPFail + TCPMTUPSuccess). */
+  mtuProbes: number;
+  /** Probes acknowledged: the MSS went back up (Linux TCPMTUPSuccess). */
+  mtuProbesSucceeded: number;
   /** Segments the IP layer refused (no route, unreachable, dropped). */
   outputErrors: number;
   acceptAnyAccepted: number;
@@ -105,6 +109,8 @@ export function emptyTcpStats(): TcpStats {
     pmtuUpdates: 0,
     pmtuIgnored: 0,
     mtuBlackHoles: 0,
+    mtuProbes: 0,
+    mtuProbesSucceeded: 0,
     outputErrors: 0,
     acceptAnyAccepted: 0,
     acceptAnyRefused: 0,

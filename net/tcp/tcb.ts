@@ -219,6 +219,8 @@ export abstract class TcpControlBlock {
   /** RFC 8985 §6.2 step 5 reordering timer: when a segment's RACK time will be up. */
   protected readonly reoTimer: TcpTimer;
   protected readonly keepTimer: TcpTimer;
+  /** Black-hole detection lowered the MSS: when to try the larger one again (mtuProbeIntervalMs). */
+  protected readonly mtuProbeTimer: TcpTimer;
   /** TIME-WAIT and FIN-WAIT-2 lifetime. */
   protected readonly lifeTimer: TcpTimer;
   protected keepProbesSent = 0;
@@ -237,7 +239,7 @@ export abstract class TcpControlBlock {
   protected highRxt = 0;
   protected dupAcks = 0;
   protected readonly scoreboard = new SackScoreboard();
-  protected readonly rack = new Rack();
+  protected readonly rack: Rack;
   /** After an RTO until SND.UNA passes `recover` (Linux's Loss state): lost segments go first. */
   protected lossRecovery = false;
   /** RFC 8985 §7: SND.NXT when the outstanding loss probe went, or null; and whether it resent. */
@@ -255,6 +257,14 @@ export abstract class TcpControlBlock {
    * has reported every one, nothing was lost and the reduction is undone.
    */
   protected undo: { cwnd: number; ssthresh: number; ranges: { start: number; end: number }[] } | null = null;
+
+  // --- probing the MSS back up after black-hole detection (RFC 4821's idea, Linux tcp_mtu_probe) ---
+  /** SendMSS before black-hole detection first lowered it: what a probe tries; null when not lowered. */
+  protected mtuProbeMss: number | null = null;
+  /** The probe interval ran out: output sends the probe as soon as data and windows allow. */
+  protected mtuProbeDue = false;
+  /** The sequence range of the probe in flight, or null. */
+  protected mtuProbe: { start: number; end: number } | null = null;
 
   // --- ACK policy ---
   protected ackNow = false;
@@ -297,6 +307,7 @@ export abstract class TcpControlBlock {
     this.sendBuf = new SendBuffer(config.sendBufferSize);
     this.rcvBufSize = config.recvBufferSize;
     this.ooo = new ReassemblyQueue(config.maxOutOfOrderSegments);
+    this.rack = new Rack(config.rackAdaptiveReoWnd);
     this.noDelay = config.noDelay;
     this.offerWscale = config.windowScaling;
     this.offerTs = config.timestamps;
@@ -312,6 +323,7 @@ export abstract class TcpControlBlock {
     this.tlpTimer = new TcpTimer(clock, () => this.onTlpExpired());
     this.reoTimer = new TcpTimer(clock, () => this.onReorderExpired());
     this.keepTimer = new TcpTimer(clock, () => this.onKeepalive());
+    this.mtuProbeTimer = new TcpTimer(clock, () => this.onMtuProbeExpired());
     this.lifeTimer = new TcpTimer(clock, () => this.onLifeExpired());
     this.tsOffset = iss; // RFC 7323 §5.4: a per-connection random offset for TSval
     this.iss = iss >>> 0;
@@ -401,6 +413,7 @@ export abstract class TcpControlBlock {
     this.reoTimer.cancel();
     this.persistTimer.cancel();
     this.keepTimer.cancel();
+    this.mtuProbeTimer.cancel();
     this.delackTimer.cancel();
     this.lifeTimer.set(2 * this.config.mslMs);
     this.notifyClose();
@@ -419,12 +432,48 @@ export abstract class TcpControlBlock {
    */
   protected lowerMss(mss: number): void {
     if (mss >= this.sendMss) return;
+    // The path answers with ICMP after all: RFC 1191 is in charge, and a probe above what it
+    // reported is known to be too big.
+    this.stopMtuProbing();
     this.sendMss = mss;
     this.cc.mss = this.effectiveMss();
     this.rttSeq = null;
     if (this.sackEnabled) this.scoreboard.markAllLost();
     else this.sndNxt = this.sndUna;
     this.output(false);
+  }
+
+  /** Black-hole detection lowered SendMSS: remember the size before (once) and probe it after the interval. */
+  protected startMtuProbing(previousMss: number): void {
+    if (this.mtuProbeMss === null) this.mtuProbeMss = previousMss;
+    this.mtuProbeDue = false;
+    this.mtuProbe = null;
+    if (this.config.mtuProbeIntervalMs > 0) this.mtuProbeTimer.set(this.config.mtuProbeIntervalMs);
+  }
+
+  protected stopMtuProbing(): void {
+    this.mtuProbeMss = null;
+    this.mtuProbeDue = false;
+    this.mtuProbe = null;
+    this.mtuProbeTimer.cancel();
+  }
+
+  /** The probe went unacknowledged and its bytes are being resent: stay low, try again after the interval. */
+  protected mtuProbeFailed(): void {
+    this.mtuProbe = null;
+    if (this.host.debug?.on) this.host.debug.debug(`${this.toString()}: MSS probe of ${this.mtuProbeMss} lost, staying at ${this.sendMss}`);
+    if (this.config.mtuProbeIntervalMs > 0) this.mtuProbeTimer.set(this.config.mtuProbeIntervalMs);
+  }
+
+  /** The probe arrived whole: the path takes the larger segments again. */
+  protected mtuProbeSucceeded(): void {
+    const mss = this.mtuProbeMss!;
+    this.host.stats.mtuProbesSucceeded++;
+    if (this.host.debug?.on) this.host.debug.debug(`${this.toString()}: MSS probe of ${mss} acknowledged, MSS back up from ${this.sendMss}`);
+    this.stopMtuProbing();
+    // As in lowerMss, cwnd keeps its bytes: a larger segment is no reason to send more.
+    this.sendMss = mss;
+    this.cc.mss = this.effectiveMss();
   }
 
   /** This control block as the connection the host knows (TcpConnection is the only concrete class). */
@@ -441,6 +490,7 @@ export abstract class TcpControlBlock {
   protected abstract onTlpExpired(): void;
   protected abstract onReorderExpired(): void;
   protected abstract onKeepalive(): void;
+  protected abstract onMtuProbeExpired(): void;
   protected abstract onLifeExpired(): void;
   protected abstract fail(code: TcpErrorCode): void;
   abstract finish(code: TcpErrorCode | null): void;

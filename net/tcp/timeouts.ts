@@ -15,6 +15,7 @@ export abstract class TcpTimers extends TcpOutput {
   protected abstract detectLosses(now: number): void;
   protected abstract enterFastRecovery(): void;
   protected abstract prrUpdate(deliveredData: number, entering: boolean): void;
+  protected abstract onlyMtuProbeLost(): boolean;
 
   /** RFC 6298 §5.4–5.7. */
   protected onRtoExpired(): void {
@@ -55,6 +56,7 @@ export abstract class TcpTimers extends TcpOutput {
     const probeAfter = this.config.mtuProbeAfterRtos;
     if (probeAfter > 0 && this.retries >= probeAfter && seqDiff(this.finSeq(), this.sndUna) >= this.effectiveMss() && this.sendMss > BLACK_HOLE_MIN_MSS) {
       this.host.stats.mtuBlackHoles++;
+      this.startMtuProbing(this.sendMss);
       this.sendMss = Math.max(BLACK_HOLE_MIN_MSS, this.sendMss > BLACK_HOLE_BASE_MSS ? BLACK_HOLE_BASE_MSS : this.sendMss >> 1);
       this.cc.mss = this.effectiveMss();
     }
@@ -110,10 +112,17 @@ export abstract class TcpTimers extends TcpOutput {
     if (!this.canSendData() || this.sndMax === this.sndUna) return;
     const now = this.host.clock.now();
     this.detectLosses(now);
-    if (!this.inRecovery && !this.lossRecovery && this.scoreboard.lostBytes() > 0) {
+    if (!this.inRecovery && !this.lossRecovery && this.scoreboard.lostBytes() > 0 && !this.onlyMtuProbeLost()) {
       this.enterFastRecovery();
       this.prrUpdate(0, true);
     }
+    this.output(false);
+  }
+
+  /** The probe interval after a black-hole reduction ran out: the next output tries the larger MSS. */
+  protected onMtuProbeExpired(): void {
+    if (this.mtuProbeMss === null || !this.canSendData()) return;
+    this.mtuProbeDue = true;
     this.output(false);
   }
 
