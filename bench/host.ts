@@ -140,14 +140,14 @@ export async function benchRedirect(size: number, runs: number): Promise<BenchRe
  * for uploads (timed around the process; the last socket buffer's worth may still be in flight
  * when socat exits, a few MB in a transfer of BENCH_MB). MB/s = 2^20 bytes per second.
  */
-function curlDownload(where: string, url: string, size: number): number {
+export function curlDownload(where: string, url: string, size: number): number {
   const out = sh(['ip', 'netns', 'exec', where, 'curl', '-sS', '-m', '300', '-o', '/dev/null', '-w', '%{size_download} %{time_total}', url]);
   const [bytes, secs] = out.trim().split(' ').map(Number) as [number, number];
   if (bytes !== size) throw new Error(`curl ${url}: ${bytes} bytes, wanted ${size}`);
   return bytes / secs / 1048576;
 }
 
-function socatUpload(where: string, host: string, port: number, size: number): number {
+export function socatUpload(where: string, host: string, port: number, size: number): number {
   const t0 = process.hrtime.bigint();
   sh(['ip', 'netns', 'exec', where, 'sh', '-c', `head -c ${size} /dev/zero | socat -b 262144 -u - TCP:${host}:${port}`]);
   return size / (Number(process.hrtime.bigint() - t0) / 1e9) / 1048576;

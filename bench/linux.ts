@@ -22,21 +22,26 @@ type Backend = 'libslirp' | 'passt' | 'lab';
 const children: ChildProcess[] = [];
 const namespaces: string[] = [];
 
-function sh(ns: string, script: string, timeoutMs = 300_000): { status: number; stdout: string } {
+export function sh(ns: string, script: string, timeoutMs = 300_000): { status: number; stdout: string } {
   const r = spawnSync('ip', ['netns', 'exec', ns, 'sh', '-c', script], { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 });
   return { status: r.status ?? -1, stdout: r.stdout ?? '' };
 }
 
-function netns(name: string): string {
+/** A namespace of the bench's own (deleted by stopAll); with `veth`, a routable interface for passt. */
+export function netns(name: string, veth = true): string {
   const full = `nllinux-${process.pid}-${name}`;
   spawnSync('ip', ['netns', 'add', full]);
   namespaces.push(full);
+  if (!veth) {
+    sh(full, 'ip link set lo up');
+    return full;
+  }
   // passt copies its addresses from a routable interface: a veth pair with a default route.
   sh(full, 'ip link set lo up; ip link add v0 type veth peer name v1 && ip addr add 192.0.2.1/24 dev v0 && ip link set v0 up && ip link set v1 up && ip route add default via 192.0.2.254');
   return full;
 }
 
-function launch(ns: string, cmd: string[]): { child: ChildProcess; out: () => string } {
+export function launch(ns: string, cmd: string[]): { child: ChildProcess; out: () => string } {
   const child = spawn('ip', ['netns', 'exec', ns, ...cmd], { stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(child);
   let out = '';
@@ -45,7 +50,7 @@ function launch(ns: string, cmd: string[]): { child: ChildProcess; out: () => st
   return { child, out: () => out };
 }
 
-async function waitText(p: { out: () => string; child: ChildProcess }, text: string, ms: number): Promise<void> {
+export async function waitText(p: { out: () => string; child: ChildProcess }, text: string, ms: number): Promise<void> {
   const end = Date.now() + ms;
   while (!p.out().includes(text)) {
     if (p.child.exitCode !== null) throw new Error(`exited before "${text}": ${p.out().slice(-1500)}`);
@@ -54,7 +59,7 @@ async function waitText(p: { out: () => string; child: ChildProcess }, text: str
   }
 }
 
-async function stopAll(): Promise<void> {
+export async function stopAll(): Promise<void> {
   for (const c of children.splice(0)) {
     if (c.exitCode === null) {
       c.kill('SIGINT');

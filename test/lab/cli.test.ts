@@ -1,18 +1,10 @@
-import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { runLab } from './run-lab.js';
 
-/** Run the built CLI as a user would; resolves with exit code and output. */
-export function lab(args: string[], timeoutMs = 30_000): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['dist/lab/cli.js', ...args], { timeout: timeoutMs }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const lab = (args: string[], timeoutMs?: number): ReturnType<typeof runLab> => runLab(args, { timeoutMs });
 
 const dir = mkdtempSync(join(tmpdir(), 'netlab-cli-'));
 function file(name: string, text: string): string {

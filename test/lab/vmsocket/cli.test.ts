@@ -1,20 +1,13 @@
-import { execFile } from 'node:child_process';
 import { mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { linuxGuestXml } from '../../../lab/image/image-xml.js';
+import { runLab } from '../run-lab.js';
 
 /** The CLI faces of the Linux guest and VM sockets, run as a user runs them (dist/lab/cli.js). */
-function lab(args: string[], env?: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['dist/lab/cli.js', '--no-capture', ...args], { timeout: 30_000, env: env ?? process.env }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const lab = (args: string[], env?: NodeJS.ProcessEnv): ReturnType<typeof runLab> => runLab(['--no-capture', ...args], { env });
 
 /** A port the kernel just handed out (bind 0), free again for the lab to take. */
 function freePort(): Promise<number> {
