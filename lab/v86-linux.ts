@@ -172,7 +172,7 @@ export async function createLinuxGuest(o: LinuxGuestOptions): Promise<{ ok: true
     report: () => {
       const lines = [telemetry.report(`telemetry ${o.name} (Linux ${o.nic} driver on netlab's ${MODEL_CLASS[o.nic]}, v86)`)];
       lines.push(`  ${nic.id} ${formatMac(nic.mac)} ${Object.entries(nic.counters()).map(([k, v]) => `${k}=${v}`).join(' ')}`);
-      if (v86.irqRepulses) lines.push(`  level-interrupt re-pulses: ${v86.irqRepulses}`);
+      lines.push(`  ${v86.irqReport()}`);
       for (const [id, why] of v86.failures) lines.push(`  device ${id} stopped: ${why}`);
       return lines.join('\n');
     },
