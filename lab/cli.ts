@@ -14,6 +14,7 @@ import { NIC_CLASSES, type NicModel, type VmConfig } from '../src/config/types.j
 import { normaliseQemuArgv, parseQemuNet } from './qemu-args.js';
 import { buildImage, defaultCacheDir } from './image/build.js';
 import { parseVmSocketSpec } from './vmsocket/spec.js';
+import type { Impairment } from './impair.js';
 import { openLabVmSocket, startSocketRedirect, vmSocketLine, type OpenedVmSocket } from './vmsocket/socket-lab.js';
 import { runQemuGuest } from './vmsocket/qemu-run.js';
 import { linuxFromXml, redirectLinuxCommand, upLinuxCommand, type LinuxRunOptions } from './linux-commands.js';
@@ -152,7 +153,10 @@ Examples:
 `)
     .action(async (tap: string, opts: UpCliOptions, cmd: Command) => {
       const linux = linuxGuestOptions(opts, cmd.getOptionValueSource('nic') === 'cli' ? opts.nic : undefined);
-      if (linux) await upLinuxCommand(tap, { ...opts, ...linux }, program.opts<GlobalOptions>());
+      if (linux) {
+        if (opts.vmSocket?.length) fail('--vm-socket VMs join the built-in guests\' switch; with --guest linux run them on a second lab (lab up tap3 --vm-socket …)', 2);
+        await upLinuxCommand(tap, { ...opts, ...linux, impair: tapImpairment(opts) }, program.opts<GlobalOptions>());
+      }
       await upCommand(tap, opts, program.opts<GlobalOptions>());
     });
 
@@ -353,6 +357,13 @@ interface UpCliOptions {
   seed: number;
 }
 
+/** `--loss`, `--delay` …: the impairment of the TAP link, or none. */
+function tapImpairment(opts: UpCliOptions): Impairment | undefined {
+  return opts.loss || opts.delay || opts.jitter || opts.duplicate || opts.reorder || opts.rate
+    ? { lossPct: opts.loss, delayMs: opts.delay, jitterMs: opts.jitter, duplicatePct: opts.duplicate, reorderPct: opts.reorder, rateMbps: opts.rate, seed: opts.seed }
+    : undefined;
+}
+
 async function upCommand(tap: string, opts: UpCliOptions, g: GlobalOptions): Promise<void> {
   const registry = createDeviceRegistry();
   const loaded = loadConfig(opts.config, registry);
@@ -380,10 +391,7 @@ async function upCommand(tap: string, opts: UpCliOptions, g: GlobalOptions): Pro
     userConfig: opts.config !== undefined,
     guestIp: opts.guestIp,
     gateway: opts.gateway,
-    impair:
-      opts.loss || opts.delay || opts.jitter || opts.duplicate || opts.reorder || opts.rate
-        ? { lossPct: opts.loss, delayMs: opts.delay, jitterMs: opts.jitter, duplicatePct: opts.duplicate, reorderPct: opts.reorder, rateMbps: opts.rate, seed: opts.seed }
-        : undefined,
+    impair: tapImpairment(opts),
     consoleOut: (vm, t) => say(opts.vms > 1 ? t.replace(/^(?=.)/gm, `[${vm}] `) : t),
   });
   if (!r.ok) {

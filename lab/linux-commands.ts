@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { NIC_CLASSES, type NicModel, type VmConfig } from '../src/config/types.js';
 import type { CaptureRun } from './capture/run.js';
+import type { Impairment } from './impair.js';
 import { captureRun, fail, liveStats, stopRun, untilStopped, type GlobalOptions } from './run-control.js';
 import { startUp, hasNetAdmin, upHostAddressing } from './up.js';
 import { guestKernelFor, upGuestAddressing } from './up-addressing.js';
@@ -135,7 +136,7 @@ async function finish(guest: LinuxGuest, run: CaptureRun, stopped: Promise<void>
 
 export async function upLinuxCommand(
   tap: string,
-  o: LinuxRunOptions & { vms: number; guestIp?: string; gateway?: string; bridge?: string; script?: string; persist?: boolean },
+  o: LinuxRunOptions & { vms: number; guestIp?: string; gateway?: string; bridge?: string; script?: string; persist?: boolean; impair?: Impairment },
   g: GlobalOptions,
 ): Promise<never> {
   const say = sayer(g);
@@ -154,7 +155,7 @@ export async function upLinuxCommand(
   const guest = made.guest;
   const run = captureRun('up', clock, g);
   // No built-in guests: the TAP and the switch, with the Linux guest's NIC on a switch port.
-  const r = startUp({ wrapPort: (hop, port) => run.tap(port, hop), tap, nic: o.nic, vms: 0, bridge: o.bridge, script: o.script, persist: o.persist, clock, logger, registry, config: { name, memoryMB: 0, telemetry: false, devices: [], backends: [], files: [], kernel, apps: [] }, guestIp: o.guestIp, gateway: o.gateway });
+  const r = startUp({ wrapPort: (hop, port) => run.tap(port, hop), tap, nic: o.nic, vms: 0, bridge: o.bridge, script: o.script, persist: o.persist, clock, logger, registry, config: { name, memoryMB: 0, telemetry: false, devices: [], backends: [], files: [], kernel, apps: [] }, guestIp: o.guestIp, gateway: o.gateway, impair: o.impair });
   if (!r.ok) {
     run.closeSync();
     await guest.stop();

@@ -169,7 +169,7 @@ class V86Memory implements GuestMemory {
   }
   view(addr: number, length: number): Dma<Uint8Array> {
     if (!this.inRange(addr, length)) return this.fault(addr, length);
-    if (length > 0) this.cpu.jit_dirty_cache(addr, addr + length);
+    // For reading (the GuestMemory contract): every model writes through write/writeWith.
     return this.cpu.mem8.subarray(addr, addr + length);
   }
   read(addr: number, length: number): Dma<Uint8Array> {
@@ -183,9 +183,9 @@ class V86Memory implements GuestMemory {
   }
   writeWith(addr: number, length: number, fill: (dst: Uint8Array) => void): Dma<true> {
     if (!this.inRange(addr, length)) return this.fault(addr, length);
-    const buf = new Uint8Array(length);
-    fill(buf);
-    if (length > 0) this.cpu.write_blob(buf, addr);
+    // Filled in place (no copy), then the JIT is told, as write_blob would tell it.
+    fill(this.cpu.mem8.subarray(addr, addr + length));
+    if (length > 0) this.cpu.jit_dirty_cache(addr, addr + length);
     return true;
   }
   private dv(addr: number, n: number): DataView {

@@ -54,10 +54,10 @@ export class RxRing {
     const total = 4 + length;
     const fcs = ethernetFcs(frame);
     if (wrap || this.write + total <= size) {
-      // One contiguous DMA straight into guest memory.
-      const view = memory.view(base + this.write, total);
-      if (isDmaFault(view)) return view;
-      writeRecord(view, status, length, frame, fcs);
+      // One contiguous DMA straight into guest memory (writeWith: no copy, and memory with other
+      // observers, v86's JIT, hears of the store).
+      const r = memory.writeWith(base + this.write, total, (dst) => writeRecord(dst, status, length, frame, fcs));
+      if (isDmaFault(r)) return r;
     } else {
       const record = new Uint8Array(total);
       writeRecord(record, status, length, frame, fcs);
