@@ -207,7 +207,7 @@ Examples:
       const r = buildImage({ outDir: opts.out, cacheDir: opts.cache, kernelPackage: opts.kernel, log: (l) => (g.quiet ? undefined : process.stdout.write(`${l}\n`)) });
       if (!r.ok) fail(`image build failed: ${r.error}`, 1);
       const v = r.value;
-      process.stdout.write(`built ${v.xmlPath} (kernel ${v.kernelVersion}, ${v.initrdPath}, single file ${v.imagePath})\nmodules: ${Object.entries(v.modules).map(([m, l]) => `${m}: ${l.join(' ')}`).join('; ')}\nrun it: lab run ${v.xmlPath}\n`);
+      process.stdout.write(`built ${v.xmlPath} (kernel ${v.kernelVersion}, ${v.initrdPath}, single file ${v.imagePath})\nmodules: ${Object.entries(v.modules).map(([m, l]) => `${m}: ${l.join(' ')}`).join('; ')}\nrun it: lab run ${v.xmlPath}   (in QEMU, on QEMU's NIC models)\n    or: lab run ${v.v86XmlPath}   (Linux's own drivers on netlab's NIC models, v86 as the CPU)\n`);
     });
 
   program

@@ -34,6 +34,8 @@ export interface BuildOptions {
 export interface BuiltImage {
   outDir: string;
   xmlPath: string;
+  /** The same guest with `<machine>v86</machine>`: Linux's drivers on netlab's NIC models. */
+  v86XmlPath: string;
   kernelPath: string;
   initrdPath: string;
   imagePath: string;
@@ -192,9 +194,11 @@ export function buildImage(o: BuildOptions): BuildResult {
   writeAtomic(initrdPath, initrd);
   const xml = linuxGuestXml({ kernelFile: kernelName, initrdFile: 'initrd.img', kernelPackage: kernelPkg.replace(/:i386$/, ''), version });
   writeAtomic(xmlPath, enc(xml));
+  const v86XmlPath = join(o.outDir, 'linux-v86.xml');
+  writeAtomic(v86XmlPath, enc(linuxGuestXml({ kernelFile: kernelName, initrdFile: 'initrd.img', kernelPackage: kernelPkg.replace(/:i386$/, ''), version, machine: 'v86' })));
   writeAtomic(imagePath, packGuestImage(xml, [{ id: 'kernel', data: kernelBytes }, { id: 'initrd', data: initrd }]));
   log(`kernel ${version}, initramfs ${(initrd.length / 1e6).toFixed(1)} MB (${allMods.size} modules)`);
-  return { ok: true, value: { outDir: o.outDir, xmlPath, kernelPath, initrdPath, imagePath, kernelVersion: version, kernelPackage: kernelPkg, modules, initrdBytes: initrd.length } };
+  return { ok: true, value: { outDir: o.outDir, xmlPath, v86XmlPath, kernelPath, initrdPath, imagePath, kernelVersion: version, kernelPackage: kernelPkg, modules, initrdBytes: initrd.length } };
 }
 
 function enc(s: string): Uint8Array {

@@ -163,3 +163,22 @@ for (const m of MODELS) {
     }, BOOT_MS + 600_000);
   });
 }
+
+describe('lab run linux-v86.xml (what lab image build writes beside linux.xml)', () => {
+  it('boots the XML\'s guest on netlab\'s RTL8139 behind its USER_NET redirect: curl localhost:9555 gives the guest\'s page; Ctrl-C ends it cleanly', async () => {
+    const img = linuxImage();
+    const rig = await startRig(['run', img.v86XmlPath], 'run-v86-xml', 'http://127.0.0.1:9555', '');
+    try {
+      expect(rig.lab.console).toContain(`driver 8139too, ${DEFAULT_MAC}, 10.10.10.33/24`);
+      const r = rig.ns.sh('curl -sS -i --max-time 20 http://127.0.0.1:9555/').stdout;
+      expect(r).toMatch(/^HTTP\/1\.1 200 OK/);
+      expect(r).toContain('netlab Linux guest');
+      const { code, out } = await stopRig(rig);
+      expect(code).toBe(0);
+      expect(out).toMatch(/level re-pulses 0\b/);
+    } finally {
+      rig.lab.kill();
+      rig.ns.cleanup();
+    }
+  }, BOOT_MS + 60_000);
+});

@@ -128,10 +128,17 @@ describe('guest image XML and the v3vee file', () => {
     expect(r.value.kernel).toMatchObject({ net: 'rtl8139', dhcp: true });
   });
 
+  it('the v86 variant is the same guest with machine v86', () => {
+    const xml = linuxGuestXml({ kernelFile: 'vmlinuz-6.1.0-57-686', initrdFile: 'initrd.img', kernelPackage: 'linux-image-6.1.0-57-686', version: '6.1.0-57-686', machine: 'v86' });
+    const r = parseVmConfig(xml, { knownClasses: createDeviceRegistry().names() });
+    expect(r.ok && r.value.machine === 'v86' && r.value.files.length === 2).toBe(true);
+    expect(xml).toContain('lab run linux-v86.xml');
+  });
+
   it('a bad <machine> names the element and what is allowed', () => {
     const r = parseVmConfig('<vm class="PC"><machine>bochs</machine></vm>', { knownClasses: createDeviceRegistry().names() });
     expect(r.ok).toBe(false);
-    if (!r.ok) expect(r.errors[0]!.message).toMatch(/"bochs": allowed: builtin, qemu/);
+    if (!r.ok) expect(r.errors[0]!.message).toMatch(/"bochs": allowed: builtin, qemu, v86/);
   });
 
   it('packs magic, XML length, XML, file index and files, and reads them back', () => {
