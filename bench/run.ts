@@ -37,7 +37,7 @@ async function main(): Promise<void> {
     }
     if (sections.includes('v86')) {
       const mb = Number(process.env.BENCH_V86_MB ?? '10');
-      process.stdout.write(formatResults(`Linux's drivers on netlab's NIC models (v86) beside the built-in guest's, same model, same run (${mb} MB transfers, NE2000 a quarter; median of ${runs}; MB/s = MiB/s)`, await benchV86(mb * 1_000_000, runs)) + '\n\n');
+      process.stdout.write(formatResults(`Linux's drivers on netlab's NIC models (v86) beside the built-in guest's, same model, same run (${mb} MB transfers, NE2000 half; median of ${runs}; MB/s = MiB/s)`, await benchV86(mb * 1_000_000, runs)) + '\n\n');
     }
     if (sections.includes('idle')) process.stdout.write(formatResults('idle VMs on one switch (lab up tap2 --vms 10)', await benchIdle(10)) + '\n\n');
   } finally {

@@ -1,8 +1,8 @@
 import type { ChildProcess } from 'node:child_process';
 import type { NicModel } from '../src/config/types.js';
 import { findLinuxImage } from '../lab/v86-linux.js';
-import { curlDownload, socatUpload } from './host.js';
-import { launch, netns, stopAll, waitText } from './linux.js';
+import { curlDownload } from './host.js';
+import { launch, netns, sh, stopAll, waitText } from './linux.js';
 import { median, type BenchResult } from './stats.js';
 
 /**
@@ -10,7 +10,8 @@ import { median, type BenchResult } from './stats.js';
  * the built-in guest's drivers on the same models, in one run: boot-to-ready, throughput each way
  * over a real TAP (`lab up tap2`, in a namespace of the bench's own) and through the redirect
  * (`lab redirect`), and register exits per frame at the NIC, read from the telemetry each run prints
- * at its end. Host side: curl downloads the guest's /bytes/N, socat uploads to its discard port 9.
+ * at its end. Host side: curl downloads the guest's /bytes/N, socat uploads to its discard port 9
+ * (timed until the guest has read it all).
  */
 const NODE = process.execPath;
 const CLI = 'dist/lab/cli.js';
@@ -34,6 +35,19 @@ function nicExitsPerFrame(out: string): number {
   return exits / (Number(rx[1]) + Number(tx[1]));
 }
 
+/**
+ * Upload `size` bytes to a discard port and time it until the guest's application has read them
+ * all: socat half-closes at the end of its input and waits for the guest's close, which both
+ * guests' discard services send only at end of stream. (Timing socat -u alone stops when the
+ * host's socket buffers have taken the data: through the redirect, a few MB early.)
+ */
+function uploadUntilClosed(ns: string, host: string, port: number, size: number): number {
+  const t0 = process.hrtime.bigint();
+  const r = sh(ns, `head -c ${size} /dev/zero | socat -b 262144 -t 300 - TCP:${host}:${port}`, 600_000);
+  if (r.status !== 0) throw new Error(`upload to ${host}:${port} failed (socat exit ${r.status})`);
+  return size / (Number(process.hrtime.bigint() - t0) / 1e9) / 1048576;
+}
+
 async function stopLab(p: { child: ChildProcess; out: () => string }): Promise<string> {
   p.child.kill('SIGINT');
   await Promise.race([new Promise((r) => p.child.once('exit', r)), new Promise((r) => setTimeout(r, 20_000))]);
@@ -52,7 +66,7 @@ async function one(nic: NicModel, guest: Guest, path: Path, imageDir: string, si
   const up: number[] = [];
   for (let i = 0; i < runs; i++) {
     down.push(curlDownload(ns, `${url}/bytes/${size}`, size));
-    up.push(socatUpload(ns, host, port, size));
+    up.push(uploadUntilClosed(ns, host, port, size));
   }
   const out = await stopLab(lab);
   await stopAll();
@@ -67,7 +81,7 @@ export async function benchV86(size: number, runs: number): Promise<BenchResult[
   try {
     for (const nic of ['rtl8139', 'ne2k', 'virtio'] as NicModel[]) {
       // NE2000 moves every byte through its data port (one exit per word): a smaller transfer.
-      const n = nic === 'ne2k' ? Math.max(1, Math.floor(size / 4)) : size;
+      const n = nic === 'ne2k' ? Math.max(1, Math.floor(size / 2)) : size;
       for (const path of ['tap', 'redirect'] as Path[]) {
         const linux = await one(nic, 'linux', path, img.value.dir, n, runs);
         const builtin = await one(nic, 'builtin', path, img.value.dir, n, runs);
