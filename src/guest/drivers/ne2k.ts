@@ -237,14 +237,17 @@ export class Ne2kPort extends NetDriverPort {
     hw.outb(io + RSAR1, addr >> 8);
     hw.outb(io + CR, CR_RREAD | CR_START);
     const out = new Uint8Array(count);
-    const words = count >> 1;
-    for (let i = 0; i < words; i++) {
-      const w = hw.inw(io + DATAPORT);
-      out[2 * i] = w & 0xff;
-      out[2 * i + 1] = w >> 8;
+    // As ne2k-pci on an RTL8029 (no ONLY_16BIT_IO): 32-bit reads of the data port, then a word
+    // and a byte for the tail — half the port exits of word transfers.
+    const dwords = count >> 2;
+    const dv = new DataView(out.buffer);
+    for (let i = 0; i < dwords; i++) dv.setUint32(4 * i, hw.inl(io + DATAPORT) >>> 0, true);
+    let at = dwords * 4;
+    if (count & 2) {
+      dv.setUint16(at, hw.inw(io + DATAPORT), true);
+      at += 2;
     }
-    // An odd tail: a byte read in word mode still takes a whole word.
-    if (count & 1) out[count - 1] = hw.inb(io + DATAPORT);
+    if (count & 1) out[at] = hw.inb(io + DATAPORT);
     hw.outb(io + ISR, ISR_RDC);
     return out;
   }
@@ -252,7 +255,7 @@ export class Ne2kPort extends NetDriverPort {
   /** ne2k_pci_block_output: copy to card RAM and wait for the chip to report RDC. */
   private remoteWrite(addr: number, data: Uint8Array): boolean {
     const { hw, io } = this;
-    const count = (data.length + 1) & ~1; // word mode moves whole words
+    const count = (data.length + 3) & ~3; // dword transfers move whole dwords (ne2k-pci rounds so too)
     hw.outb(io + CR, CR_NODMA | CR_PAGE0 | CR_START);
     hw.outb(io + ISR, ISR_RDC);
     hw.outb(io + RBCR0, count & 0xff);
@@ -260,7 +263,7 @@ export class Ne2kPort extends NetDriverPort {
     hw.outb(io + RSAR0, addr & 0xff);
     hw.outb(io + RSAR1, addr >> 8);
     hw.outb(io + CR, CR_RWRITE | CR_START);
-    for (let i = 0; i < count; i += 2) hw.outw(io + DATAPORT, data[i]! | ((data[i + 1] ?? 0) << 8));
+    for (let i = 0; i < count; i += 4) hw.outl(io + DATAPORT, (data[i]! | ((data[i + 1] ?? 0) << 8) | ((data[i + 2] ?? 0) << 16) | ((data[i + 3] ?? 0) << 24)) >>> 0);
     for (let i = 0; i < SPIN_LIMIT; i++) {
       if (hw.inb(io + ISR) & ISR_RDC) {
         hw.outb(io + ISR, ISR_RDC);
