@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { V86 } from 'v86';
+import type { V86 } from 'v86';
+import { loadBareV86 } from './bare-v86.js';
 import { V86Pic } from '../../src/cpu/v86/adapter.js';
 
 /**
@@ -23,15 +24,7 @@ let cpu: Cpu;
 const chip = (slave: boolean): Uint8Array => new Uint8Array(cpu.wasm_memory.buffer, slave ? cpu.get_pic_addr_slave() : cpu.get_pic_addr_master(), 13);
 
 beforeAll(async () => {
-  emulator = new V86({
-    wasm_path: new URL('../../node_modules/v86/build/v86.wasm', import.meta.url).pathname,
-    memory_size: 8 * 1024 * 1024,
-    autostart: false,
-    disable_keyboard: true,
-    disable_mouse: true,
-    disable_speaker: true,
-  } as ConstructorParameters<typeof V86>[0]);
-  await new Promise<void>((resolve) => emulator.add_listener('emulator-loaded', () => resolve()));
+  emulator = await loadBareV86();
   cpu = (emulator as unknown as { v86: { cpu: Cpu } }).v86.cpu;
 });
 afterAll(async () => {

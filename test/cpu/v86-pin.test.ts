@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { V86 } from 'v86';
+import { loadBareV86 } from './bare-v86.js';
 import { installedV86Version, missingV86Internals, V86_INTERNALS, V86_VERSION } from '../../src/cpu/v86/adapter.js';
 
 /**
@@ -13,15 +13,7 @@ describe('v86 pin', () => {
   });
 
   it('every internal name the adapter uses exists in the loaded emulator', async () => {
-    const emulator = new V86({
-      wasm_path: new URL('../../node_modules/v86/build/v86.wasm', import.meta.url).pathname,
-      memory_size: 8 * 1024 * 1024,
-      autostart: false,
-      disable_keyboard: true,
-      disable_mouse: true,
-      disable_speaker: true,
-    } as ConstructorParameters<typeof V86>[0]);
-    await new Promise<void>((resolve) => emulator.add_listener('emulator-loaded', () => resolve()));
+    const emulator = await loadBareV86();
     try {
       const missing = missingV86Internals(emulator);
       expect(missing, `v86 ${installedV86Version()} lacks internals src/cpu/v86/adapter.ts relies on: ${missing.join(', ')}`).toEqual([]);
