@@ -42,7 +42,8 @@ export function netns(name: string, veth = true): string {
 }
 
 export function launch(ns: string, cmd: string[]): { child: ChildProcess; out: () => string } {
-  const child = spawn('ip', ['netns', 'exec', ns, ...cmd], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // ns '' runs on the host (a loopback-only bench needs no namespace).
+  const child = ns ? spawn('ip', ['netns', 'exec', ns, ...cmd], { stdio: ['ignore', 'pipe', 'pipe'] }) : spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(child);
   let out = '';
   child.stdout!.on('data', (b: Buffer) => (out += b.toString('latin1')));

@@ -4,17 +4,18 @@ import { benchLoss, formatLoss } from './loss.js';
 import { formatResults } from './stats.js';
 import { benchLinux } from './linux.js';
 import { benchV86 } from './v86.js';
+import { benchFairness } from './fairness.js';
 
 /**
  * `npm run bench [-- section…]`: sections tcp, nic, redirect, tap, idle (default), and loss, linux,
- * v86 on request. A script, not a timed test: numbers go to stdout, medians of several runs, references
+ * v86, fair on request. A script, not a timed test: numbers go to stdout, medians of several runs, references
  * measured in the same run.
  */
 const all = ['tcp', 'nic', 'redirect', 'tap', 'idle'];
 // `loss` (the deterministic loss matrix) and `linux` (QEMU Linux guests behind libslirp, passt and
 // the lab; slow under TCG) and `v86` (Linux's drivers on netlab's models, beside the built-in
 // guest's) run on request only.
-const onRequest = ['loss', 'linux', 'v86'];
+const onRequest = ['loss', 'linux', 'v86', 'fair'];
 const want = process.argv.slice(2).filter((a) => all.includes(a) || onRequest.includes(a));
 const sections = want.length ? want : all;
 const size = Number(process.env.BENCH_MB ?? '100') * 1024 * 1024;
@@ -38,6 +39,10 @@ async function main(): Promise<void> {
     if (sections.includes('v86')) {
       const mb = Number(process.env.BENCH_V86_MB ?? '10');
       process.stdout.write(formatResults(`Linux's drivers on netlab's NIC models (v86) beside the built-in guest's, same model, same run (${mb} MB transfers, NE2000 half; median of ${runs}; MB/s = MiB/s)`, await benchV86(mb * 1_000_000, runs)) + '\n\n');
+    }
+    if (sections.includes('fair')) {
+      const flows = Number(process.env.BENCH_FLOWS ?? '50');
+      process.stdout.write(formatResults(`fairness: ${flows} concurrent bulk downloads through lab redirect --nic virtio (4 MB each)`, await benchFairness(flows, 4_000_000)) + '\n\n');
     }
     if (sections.includes('idle')) process.stdout.write(formatResults('idle VMs on one switch (lab up tap2 --vms 10)', await benchIdle(10)) + '\n\n');
   } finally {
