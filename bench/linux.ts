@@ -23,7 +23,9 @@ const children: ChildProcess[] = [];
 const namespaces: string[] = [];
 
 export function sh(ns: string, script: string, timeoutMs = 300_000): { status: number; stdout: string } {
-  const r = spawnSync('ip', ['netns', 'exec', ns, 'sh', '-c', script], { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 });
+  // ns '' runs on the host, as launch does.
+  const cmd = ns ? ['ip', 'netns', 'exec', ns, 'sh', '-c', script] : ['sh', '-c', script];
+  const r = spawnSync(cmd[0]!, cmd.slice(1), { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 });
   return { status: r.status ?? -1, stdout: r.stdout ?? '' };
 }
 

@@ -5,17 +5,18 @@ import { formatResults } from './stats.js';
 import { benchLinux } from './linux.js';
 import { benchV86 } from './v86.js';
 import { benchFairness } from './fairness.js';
+import { benchUserNetRefs } from './usernet-refs.js';
 
 /**
  * `npm run bench [-- section…]`: sections tcp, nic, redirect, tap, idle (default), and loss, linux,
- * v86, fair on request. A script, not a timed test: numbers go to stdout, medians of several runs, references
+ * v86, fair, usernet on request. A script, not a timed test: numbers go to stdout, medians of several runs, references
  * measured in the same run.
  */
 const all = ['tcp', 'nic', 'redirect', 'tap', 'idle'];
 // `loss` (the deterministic loss matrix) and `linux` (QEMU Linux guests behind libslirp, passt and
 // the lab; slow under TCG) and `v86` (Linux's drivers on netlab's models, beside the built-in
 // guest's) run on request only.
-const onRequest = ['loss', 'linux', 'v86', 'fair'];
+const onRequest = ['loss', 'linux', 'v86', 'fair', 'usernet'];
 const want = process.argv.slice(2).filter((a) => all.includes(a) || onRequest.includes(a));
 const sections = want.length ? want : all;
 const size = Number(process.env.BENCH_MB ?? '100') * 1024 * 1024;
@@ -40,6 +41,7 @@ async function main(): Promise<void> {
       const mb = Number(process.env.BENCH_V86_MB ?? '10');
       process.stdout.write(formatResults(`Linux's drivers on netlab's NIC models (v86) beside the built-in guest's, same model, same run (${mb} MB transfers, NE2000 half; median of ${runs}; MB/s = MiB/s)`, await benchV86(mb * 1_000_000, runs)) + '\n\n');
     }
+    if (sections.includes('usernet')) process.stdout.write(formatResults(`lab redirect (virtio) beside slirp4netns at MTU 1500 and 65520 and pasta, C tools on the host side (${size / 1048576} MB, median of ${runs}; ratio = lab / reference)`, await benchUserNetRefs(size, runs)) + '\n\n');
     if (sections.includes('fair')) {
       const flows = Number(process.env.BENCH_FLOWS ?? '50');
       process.stdout.write(formatResults(`fairness: ${flows} concurrent bulk downloads through lab redirect --nic virtio (4 MB each)`, await benchFairness(flows, 4_000_000)) + '\n\n');
