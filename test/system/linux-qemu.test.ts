@@ -94,6 +94,26 @@ function upload(rig: Rig, n: number): { sent: string; got: string; seconds: numb
   return { sent: sha256(data), got: r.stdout.split(' ')[0]!.trim(), seconds: (Date.now() - t) / 1000 };
 }
 
+/**
+ * Linux's own retransmission counters, read in the guest through its serial shell: RetransSegs
+ * from /proc/net/snmp's Tcp table, TCPLossProbes from /proc/net/netstat's TcpExt table (each
+ * table is a header line and a values line with the same prefix). The host-kernel version of
+ * this check (test/system/tcp-linux-peer.test.ts) reads the same counters with nstat.
+ */
+async function guestRetransmissions(guest: QemuGuest): Promise<{ retransSegs: number; lossProbes: number }> {
+  const text = await guest.shell('cat /proc/net/snmp /proc/net/netstat', 30_000);
+  const lines = text.split(/\r?\n/);
+  const field = (prefix: string, name: string): number => {
+    const rows = lines.filter((l) => l.startsWith(`${prefix}: `)).map((l) => l.trim().split(/\s+/));
+    for (let i = 0; i + 1 < rows.length; i++) {
+      const at = rows[i]!.indexOf(name);
+      if (at > 0 && /^\d+$/.test(rows[i + 1]![at] ?? '')) return Number(rows[i + 1]![at]);
+    }
+    throw new Error(`no ${prefix} ${name} in the guest's /proc/net:\n${text.slice(-3000)}`);
+  };
+  return { retransSegs: field('Tcp', 'RetransSegs'), lossProbes: field('TcpExt', 'TCPLossProbes') };
+}
+
 const mbps = (n: number, s: number): string => `${((n * 8) / s / 1e6).toFixed(0)} Mbit/s`;
 
 const MODELS: { nic: NicModelKey; qemu: string; driver: RegExp; bulk: number }[] = [
@@ -134,6 +154,27 @@ for (const m of MODELS) {
       expect(u.got).toBe(u.sent);
       timings.push(`${m.nic} stream ${m.bulk / MB} MB: download ${d.seconds.toFixed(1)} s (${mbps(m.bulk, d.seconds)}), upload ${u.seconds.toFixed(1)} s (${mbps(m.bulk, u.seconds)})`);
     }, 600_000);
+
+    it('Linux sending 4 KiB writes to the lab\'s TCP on this loss-free path neither retransmits nor probes', async () => {
+      const g = rig!;
+      // A sink on the namespace's loopback; the guest reaches it as the gateway (10.10.10.2 is
+      // the host's loopback, as in slirp), so Linux's TCP talks to the user-mode network's TCP.
+      const got = join(work, `sink-${m.nic}`);
+      expect(g.ns.sh(`(timeout 120 socat -u TCP-LISTEN:9557,bind=127.0.0.1,reuseaddr - | wc -c > ${got}) >/dev/null 2>&1 &`).status).toBe(0);
+      await new Promise((r) => setTimeout(r, 300));
+      const before = await guestRetransmissions(g.guest);
+      // Spaced 4 KiB writes, Nagle on (Linux's default; busybox nc sets nothing): each write is
+      // 1448 + 1448 sent at once and a 1200-byte tail held for their ACK, then the connection
+      // idles 150 ms — a lab TCP slow to ACK shows as Linux's tail loss probe or an RTO.
+      const n = 30;
+      await g.guest.shell(`for i in $(seq ${n}); do dd if=/dev/zero bs=4096 count=1 2>/dev/null; usleep 150000; done | nc 10.10.10.2 9557`, 60_000);
+      const after = await guestRetransmissions(g.guest);
+      for (let i = 0; i < 50 && g.ns.sh(`cat ${got} 2>/dev/null`).stdout.trim() === ''; i++) await new Promise((r) => setTimeout(r, 100));
+      expect(Number(g.ns.sh(`cat ${got}`).stdout.trim())).toBe(n * 4096);
+      const linux = { retransSegs: after.retransSegs - before.retransSegs, lossProbes: after.lossProbes - before.lossProbes };
+      timings.push(`${m.nic} Linux 4 KiB writes to the lab's TCP: ${JSON.stringify(linux)}`);
+      expect(linux).toEqual({ retransSegs: 0, lossProbes: 0 });
+    }, 120_000);
 
     it('the guest\'s dmesg shows no network driver error, and the pcap opens cleanly in tshark', async () => {
       const problems = networkDriverProblems(await rig!.guest.dmesg());
