@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync, rmSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -123,10 +123,11 @@ async function guestRetransmissions(guest: QemuGuest): Promise<{ retransSegs: nu
 function ackHolds(captures: string, port: number): { segments: number; longest: number } {
   const run = readdirSync(captures)[0];
   if (!run) throw new Error(`no capture run in ${captures}`);
-  const files = readdirSync(join(captures, run)).filter((f) => f.startsWith('vmsock0') && f.endsWith('.pcapng')).sort();
+  // The newest two ring files hold the last seconds; the bulk transfers before are in older ones.
+  const files = readdirSync(join(captures, run)).filter((f) => f.startsWith('vmsock0') && f.endsWith('.pcapng')).sort().slice(-2);
   const rows: { t: number; fromLinux: boolean; seq: number; ack: number; len: number }[] = [];
   for (const f of files) {
-    const r = spawnSync('tshark', ['-r', join(captures, run, f), '-Y', `tcp.port==${port}`, '-T', 'fields', '-e', 'frame.time_epoch', '-e', 'tcp.dstport', '-e', 'tcp.seq_raw', '-e', 'tcp.ack_raw', '-e', 'tcp.len'], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+    const r = spawnSync('tshark', ['-r', join(captures, run, f), '-Y', `tcp.port==${port}`, '-T', 'fields', '-e', 'frame.time_epoch', '-e', 'tcp.dstport', '-e', 'tcp.seq_raw', '-e', 'tcp.ack_raw', '-e', 'tcp.len'], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, timeout: 60_000 });
     for (const line of r.stdout.split('\n')) {
       const [t, dport, seq, ack, len] = line.split('\t');
       if (!len) continue;
@@ -188,27 +189,45 @@ for (const m of MODELS) {
       const g = rig!;
       // A sink on the namespace's loopback; the guest reaches it as the gateway (10.10.10.2 is
       // the host's loopback, as in slirp), so Linux's TCP talks to the user-mode network's TCP.
-      const got = join(work, `sink-${m.nic}`);
-      expect(g.ns.sh(`(timeout 120 socat -u TCP-LISTEN:9557,bind=127.0.0.1,reuseaddr - | wc -c > ${got}) >/dev/null 2>&1 &`).status).toBe(0);
-      await new Promise((r) => setTimeout(r, 300));
-      const before = await guestRetransmissions(g.guest);
-      // Spaced 4 KiB writes, Nagle on (Linux's default; busybox nc sets nothing): each write is
-      // 1448 + 1448 sent at once and a 1200-byte tail held for their ACK, then the connection
-      // idles 150 ms — a lab TCP slow to ACK shows as Linux's tail loss probe or an RTO.
-      const n = 30;
-      await g.guest.shell(`for i in $(seq ${n}); do dd if=/dev/zero bs=4096 count=1 2>/dev/null; usleep 150000; done | nc 10.10.10.2 9557`, 60_000);
-      const after = await guestRetransmissions(g.guest);
-      for (let i = 0; i < 50 && g.ns.sh(`cat ${got} 2>/dev/null`).stdout.trim() === ''; i++) await new Promise((r) => setTimeout(r, 100));
-      expect(Number(g.ns.sh(`cat ${got}`).stdout.trim())).toBe(n * 4096);
-      const linux = { retransSegs: after.retransSegs - before.retransSegs, lossProbes: after.lossProbes - before.lossProbes };
-      const holds = ackHolds(g.captures, 9557);
-      timings.push(`${m.nic} Linux 4 KiB writes to the lab's TCP: ${JSON.stringify(linux)}, lab's ACK hold ${holds.segments} segments, longest ${holds.longest.toFixed(1)} ms`);
-      // Every segment covered within the lab's 40 ms delayed-ACK time (plus the lab's and QEMU's
-      // latency under TCG): a policy that holds a lone tail until the next write shows here even
-      // when Linux's probe timer (2·SRTT + 200 ms with one segment out) does not fire.
-      expect(holds.segments).toBeGreaterThanOrEqual(n * 3);
-      expect(holds.longest).toBeLessThan(70);
-      expect(linux).toEqual({ retransSegs: 0, lossProbes: 0 });
+      // One connection, counted here; bounded by `timeout` and killed by pid at the end.
+      const sink = spawn('ip', ['netns', 'exec', g.ns.name, 'timeout', '90', 'socat', '-u', 'TCP-LISTEN:9557,bind=127.0.0.1,reuseaddr', 'STDOUT'], { stdio: ['ignore', 'pipe', 'ignore'] });
+      let received = 0;
+      sink.stdout!.on('data', (b: Buffer) => (received += b.length));
+      const sinkDone = new Promise<void>((r) => sink.on('exit', () => r()));
+      const step: string[] = [];
+      let t = Date.now();
+      const lap = (what: string): void => {
+        step.push(`${what} ${Date.now() - t} ms`);
+        t = Date.now();
+      };
+      try {
+        await new Promise((r) => setTimeout(r, 300));
+        const before = await guestRetransmissions(g.guest);
+        lap('counters');
+        // Spaced 4 KiB writes, Nagle on (Linux's default; busybox nc sets nothing): each write is
+        // 1448 + 1448 sent at once and a 1200-byte tail held for their ACK, then the connection
+        // idles 150 ms — a lab TCP slow to ACK shows as Linux's tail loss probe or an RTO.
+        const n = 30;
+        await g.guest.shell(`for i in $(seq ${n}); do dd if=/dev/zero bs=4096 count=1 2>/dev/null; usleep 150000; done | nc 10.10.10.2 9557`, 60_000);
+        lap('writes');
+        const after = await guestRetransmissions(g.guest);
+        lap('counters');
+        await Promise.race([sinkDone, new Promise((r) => setTimeout(r, 5000))]);
+        expect(received).toBe(n * 4096);
+        const linux = { retransSegs: after.retransSegs - before.retransSegs, lossProbes: after.lossProbes - before.lossProbes };
+        const holds = ackHolds(g.captures, 9557);
+        lap('tshark');
+        timings.push(`${m.nic} Linux 4 KiB writes to the lab's TCP: ${JSON.stringify(linux)}, lab's ACK hold ${holds.segments} segments, longest ${holds.longest.toFixed(1)} ms (${step.join(', ')})`);
+        // Every segment covered within the lab's 40 ms delayed-ACK time (plus the lab's and QEMU's
+        // latency under TCG): a policy that holds a lone tail until the next write shows here even
+        // when Linux's probe timer (2·SRTT + 200 ms with one segment out) does not fire.
+        expect(holds.segments).toBeGreaterThanOrEqual(n * 3);
+        expect(holds.longest).toBeLessThan(70);
+        expect(linux).toEqual({ retransSegs: 0, lossProbes: 0 });
+      } finally {
+        // SIGTERM: timeout(1) passes it on to socat (SIGKILL would orphan it).
+        if (sink.exitCode === null && sink.signalCode === null) sink.kill('SIGTERM');
+      }
     }, 120_000);
 
     it('the guest\'s dmesg shows no network driver error, and the pcap opens cleanly in tshark', async () => {
