@@ -102,7 +102,7 @@ export interface TapLossResult {
   cleanLinux: number[];
   /** What the nftables rules dropped, egress (Linux → guest) and ingress (guest → Linux). */
   drops: string[];
-  /** The guest's TCP counters (its status page) after the downloads. */
+  /** The guest's TCP counters (its status page) after all runs, the loss-free ones included. */
   guestTcp: string;
 }
 
@@ -120,16 +120,20 @@ function must(cmd: string[], timeoutMs?: number): string {
   return r.stdout;
 }
 
-function startLab(args: string[]): Promise<ChildProcess> {
+/**
+ * The lab in the namespace; `ready` settles on its ready line. The child comes back at once, so a
+ * lab that never gets ready is still stopped.
+ */
+function startLab(args: string[]): { child: ChildProcess; ready: Promise<void> } {
   const child = spawn('ip', ['netns', 'exec', TAP_NS, process.execPath, 'dist/lab/cli.js', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
-  return new Promise((resolve, reject) => {
+  const ready = new Promise<void>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`lab not ready: ${out}`)), 30_000);
     child.stdout!.on('data', (b) => {
       out += b;
       if (out.includes('ready:')) {
         clearTimeout(t);
-        resolve(child);
+        resolve();
       }
     });
     child.stderr!.on('data', (b) => (out += b));
@@ -138,6 +142,7 @@ function startLab(args: string[]): Promise<ChildProcess> {
       reject(new Error(`lab exited ${code}: ${out}`));
     });
   });
+  return { child, ready };
 }
 
 function stopLab(child: ChildProcess): Promise<void> {
@@ -175,7 +180,9 @@ export async function benchTapLoss(size: number, runs: number, lossPct = 2, capt
   if (spawnSync('ip', ['netns', 'add', TAP_NS]).status !== 0) return `ip netns add ${TAP_NS} failed`;
   try {
     must(['ip', 'link', 'set', 'lo', 'up']);
-    lab = await startLab([...(capturesDir ? ['--captures', capturesDir] : ['--no-capture']), 'up', 'tap2', '--nic', 'virtio', '--for', '900']);
+    const started = startLab([...(capturesDir ? ['--captures', capturesDir] : ['--no-capture']), 'up', 'tap2', '--nic', 'virtio', '--for', '900']);
+    lab = started.child;
+    await started.ready;
     must(['ip', 'link', 'set', 'tap2', 'gso_max_segs', '1']);
     // The same link without loss first: Linux's frames reach the lab one per MSS (gso_max_segs 1)
     // while the guest's leave as TSO packets, so the two directions cost the lab's thread
