@@ -120,7 +120,7 @@ async function guestRetransmissions(guest: QemuGuest): Promise<{ retransSegs: nu
  * sent to `port`, how long until the lab's first ACK covering it. Read while the lab still writes
  * the file, so a cut last block is expected (tshark's exit status is not looked at).
  */
-function ackHolds(captures: string, port: number): { segments: number; longest: number } {
+function ackHolds(captures: string, port: number): { segments: number; longest: number; repeats: number } {
   const run = readdirSync(captures)[0];
   if (!run) throw new Error(`no capture run in ${captures}`);
   // The newest two ring files hold the last seconds; the bulk transfers before are in older ones.
@@ -135,13 +135,29 @@ function ackHolds(captures: string, port: number): { segments: number; longest: 
     }
   }
   const holds: number[] = [];
+  // Data segments the lab saw twice (Linux's retransmissions that reached it).
+  const seen = new Set<number>();
+  let repeats = 0;
   rows.forEach((r, i) => {
     if (!r.fromLinux || r.len === 0) return;
+    if (seen.has(r.seq)) repeats++;
+    seen.add(r.seq);
     const end = (r.seq + r.len) >>> 0;
     const acked = rows.slice(i + 1).find((a) => !a.fromLinux && ((a.ack - end) | 0) >= 0);
     if (acked) holds.push(acked.t - r.t);
   });
-  return { segments: holds.length, longest: Math.max(0, ...holds) };
+  return { segments: holds.length, longest: Math.max(0, ...holds), repeats };
+}
+
+/** The lab's VM socket drops (tx toward QEMU, rx from it) so far, from its SIGUSR1 report. */
+async function labSocketDrops(rig: Rig): Promise<{ tx: number; rx: number; report: string }> {
+  const from = rig.lab.out().length;
+  rig.lab.child.kill('SIGUSR1');
+  for (let i = 0; i < 50 && !/drops tx \d+ rx \d+/.test(rig.lab.out().slice(from)); i++) await new Promise((r) => setTimeout(r, 100));
+  const report = rig.lab.out().slice(from);
+  const m = /drops tx (\d+) rx (\d+)/.exec(report);
+  if (!m) throw new Error(`no VM socket counters from the lab on SIGUSR1:\n${report}`);
+  return { tx: Number(m[1]), rx: Number(m[2]), report };
 }
 
 const mbps = (n: number, s: number): string => `${((n * 8) / s / 1e6).toFixed(0)} Mbit/s`;
@@ -203,6 +219,7 @@ for (const m of MODELS) {
       try {
         await new Promise((r) => setTimeout(r, 300));
         const before = await guestRetransmissions(g.guest);
+        const dropsBefore = await labSocketDrops(g);
         lap('counters');
         // Spaced 4 KiB writes, Nagle on (Linux's default; busybox nc sets nothing): each write is
         // 1448 + 1448 sent at once and a 1200-byte tail held for their ACK, then the connection
@@ -211,19 +228,28 @@ for (const m of MODELS) {
         await g.guest.shell(`for i in $(seq ${n}); do dd if=/dev/zero bs=4096 count=1 2>/dev/null; usleep 150000; done | nc 10.10.10.2 9557`, 60_000);
         lap('writes');
         const after = await guestRetransmissions(g.guest);
+        const dropsAfter = await labSocketDrops(g);
+        const labDrops = dropsAfter.tx - dropsBefore.tx + dropsAfter.rx - dropsBefore.rx;
         lap('counters');
         await Promise.race([sinkDone, new Promise((r) => setTimeout(r, 5000))]);
         expect(received).toBe(n * 4096);
         const linux = { retransSegs: after.retransSegs - before.retransSegs, lossProbes: after.lossProbes - before.lossProbes };
         const holds = ackHolds(g.captures, 9557);
         lap('tshark');
-        timings.push(`${m.nic} Linux 4 KiB writes to the lab's TCP: ${JSON.stringify(linux)}, lab's ACK hold ${holds.segments} segments, longest ${holds.longest.toFixed(1)} ms (${step.join(', ')})`);
+        const seenBy = `lab's ACK hold ${holds.segments} segments, longest ${holds.longest.toFixed(1)} ms, ${holds.repeats} segments seen twice, VM socket drops in this phase ${labDrops}`;
+        const labCounters = dropsAfter.report;
+        timings.push(`${m.nic} Linux 4 KiB writes to the lab's TCP: ${JSON.stringify(linux)}, ${seenBy} (${step.join(', ')})`);
         // Every segment covered within the lab's 40 ms delayed-ACK time (plus the lab's and QEMU's
         // latency under TCG): a policy that holds a lone tail until the next write shows here even
         // when Linux's probe timer (2·SRTT + 200 ms with one segment out) does not fire.
         expect(holds.segments).toBeGreaterThanOrEqual(n * 3);
         expect(holds.longest).toBeLessThan(70);
-        expect(linux).toEqual({ retransSegs: 0, lossProbes: 0 });
+        // The path is loss-free only if the lab dropped nothing on the VM socket meanwhile (its
+        // bounded queue toward QEMU drops when QEMU stops reading; once in ~10 runs of this check on
+        // ne2k_pci, a probe came with a drop counted somewhere in the run). Then each frame it did
+        // drop may cost Linux a probe and the retransmission after it; none beyond that.
+        const allowed = 2 * labDrops;
+        expect(linux.retransSegs + linux.lossProbes, `${JSON.stringify(linux)}; ${seenBy}\n${labCounters}`).toBeLessThanOrEqual(allowed);
       } finally {
         // SIGTERM: timeout(1) passes it on to socat (SIGKILL would orphan it).
         if (sink.exitCode === null && sink.signalCode === null) sink.kill('SIGTERM');
