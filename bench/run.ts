@@ -1,6 +1,6 @@
 import { benchNicModels, benchTcpStack } from './inprocess.js';
 import { benchIdle, benchRedirect, benchTap, cleanupHost } from './host.js';
-import { benchLoss, formatLoss } from './loss.js';
+import { benchLoss, benchTapLoss, formatLoss, formatTapLoss } from './loss.js';
 import { formatResults } from './stats.js';
 import { benchLinux } from './linux.js';
 import { benchV86 } from './v86.js';
@@ -30,7 +30,11 @@ async function main(): Promise<void> {
     if (sections.includes('redirect')) process.stdout.write(formatResults(`lab redirect vs slirp4netns (${size / 1048576} MB transfers, median of ${runs})`, await benchRedirect(size, runs)) + '\n\n');
     if (sections.includes('loss')) {
       const lossSize = Number(process.env.BENCH_LOSS_MB ?? '4') * 1024 * 1024;
-      process.stdout.write(formatLoss(benchLoss(lossSize), lossSize) + '\n\n');
+      // BENCH_LOSS_MB=0 leaves the virtual-time matrix out (minutes of CPU) for the TAP row alone.
+      if (lossSize > 0) process.stdout.write(formatLoss(benchLoss(lossSize), lossSize) + '\n\n');
+      // The real-TAP row: our guest as sender beside Linux as sender on one lossy link.
+      const tapSize = Number(process.env.BENCH_MB ?? '10') * 1e6;
+      process.stdout.write(formatTapLoss(await benchTapLoss(tapSize, runs, 2, process.env.BENCH_CAPTURES), tapSize, runs) + '\n\n');
     }
     if (sections.includes('tap')) process.stdout.write(formatResults(`lab up over a real TAP vs a veth pair (${size / 1048576} MB transfers, median of ${runs})`, await benchTap(size, runs)) + '\n\n');
     if (sections.includes('linux')) {
