@@ -53,3 +53,14 @@ for (const nic of ['rtl8139', 'ne2k', 'virtio']) {
     }, 60_000);
   });
 }
+
+describe('lab up tap2: a lone frame reaches a lab that sleeps', () => {
+  it('30 pings 200 ms apart (the lab asleep before each) are all answered within 1 s: the reader wakes the sleeping lab for each lone frame', async () => {
+    ns = new Netns();
+    const lab = await ns.start(['node', 'dist/lab/cli.js', '--no-capture', 'up', 'tap2', '--nic', 'virtio', '--for', '60'], 'ready:');
+    const r = ns.run(['ping', '-c', '30', '-i', '0.2', '-W', '1', '172.22.0.2'], { timeoutMs: 30_000 });
+    expect(r.stdout.toString()).toContain('30 received');
+    lab.child.kill('SIGINT');
+    await lab.exit;
+  }, 60_000);
+});
