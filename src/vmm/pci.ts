@@ -95,6 +95,33 @@ export function formatPciAddress(a: PciAddress): string {
 }
 
 /** One PCI function's configuration space and BARs. Device models own one each. */
+/**
+ * INTx lines wire-ORed per IRQ, as on a PCI board: which functions hold each line high. Shared by
+ * every PciBus (the core's and the v86 adapter's), which drive their interrupt controller only when
+ * a line's level changes.
+ */
+export class IntxLines {
+  private readonly holders = new Map<number, Set<PciFunction>>();
+
+  /** Record `fn`'s pin on `irq`; the line's level before and after. */
+  set(irq: number, fn: PciFunction, asserted: boolean): { before: boolean; after: boolean } {
+    let set = this.holders.get(irq);
+    if (!set) {
+      set = new Set();
+      this.holders.set(irq, set);
+    }
+    const before = set.size > 0;
+    if (asserted) set.add(fn);
+    else set.delete(fn);
+    return { before, after: set.size > 0 };
+  }
+
+  /** A function holding `irq` high, if any. */
+  holder(irq: number): PciFunction | undefined {
+    return this.holders.get(irq)?.values().next().value;
+  }
+}
+
 export class PciFunction {
   readonly config = new Uint8Array(PCI_CONFIG_SIZE);
   private readonly dv = new DataView(this.config.buffer);
@@ -282,7 +309,7 @@ export class PciHostBridge implements PciBus {
   private readonly functions = new Map<number, PciFunction>();
   private configAddress = 0;
   /** Functions asserting each PIC IRQ (level-triggered, shared lines wired-OR). */
-  private readonly asserted = new Map<number, Set<PciFunction>>();
+  private readonly lines = new IntxLines();
   onConflict: (owner: string, error: string) => void = () => {};
 
   constructor(
@@ -392,15 +419,7 @@ export class PciHostBridge implements PciBus {
   intxChanged(fn: PciFunction, asserted: boolean): void {
     const irq = this.intxRoute(fn);
     if (irq === null) return; // no pin or not on this bus: the interrupt goes nowhere, as on hardware
-    let set = this.asserted.get(irq);
-    if (!set) {
-      set = new Set();
-      this.asserted.set(irq, set);
-    }
-    const before = set.size > 0;
-    if (asserted) set.add(fn);
-    else set.delete(fn);
-    const after = set.size > 0;
+    const { before, after } = this.lines.set(irq, fn, asserted);
     if (this.debug.on) this.debug.debug(`${fn.owner}: INTx ${asserted ? 'asserted' : 'deasserted'} → IRQ ${irq} ${after ? 'high' : 'low'}${before === after ? ' (unchanged, shared line)' : ''}`);
     if (before !== after) this.pic.setIrq(irq, after);
   }

@@ -22,7 +22,7 @@ import { isNic, type Device, type DeviceContext, type DeviceRegistry, type IoSpa
 import { failStop, guardedClock, guardedPort, type FailStopScope } from '../../vmm/fail-stop.js';
 import type { AccessSize, IoHandler, RegisterResult } from '../../vmm/io-bus.js';
 import { DmaFault, type Dma, type GuestMemory } from '../../vmm/memory.js';
-import type { BarSpec, PciAddress, PciBus, PciFunction } from '../../vmm/pci.js';
+import { IntxLines, type BarSpec, type PciAddress, type PciBus, type PciFunction } from '../../vmm/pci.js';
 import type { ExitKind, Telemetry } from '../../vmm/telemetry.js';
 
 export const V86_VERSION = '0.5.462';
@@ -457,7 +457,7 @@ interface PicRegs {
 class V86PciBus implements PciBus {
   private readonly ours = new Map<number, PciFunction>();
   /** Functions asserting each routed IRQ. */
-  private readonly asserted = new Map<number, Set<PciFunction>>();
+  private readonly lines = new IntxLines();
   /** When each asserted IRQ last changed (host ms), for the re-pulse below. */
   private readonly highSince = new Map<number, number>();
   repulses = 0;
@@ -545,15 +545,7 @@ class V86PciBus implements PciBus {
   intxChanged(fn: PciFunction, asserted: boolean): void {
     const irq = this.intxRoute(fn);
     if (irq === null) return;
-    let set = this.asserted.get(irq);
-    if (!set) {
-      set = new Set();
-      this.asserted.set(irq, set);
-    }
-    const before = set.size > 0;
-    if (asserted) set.add(fn);
-    else set.delete(fn);
-    const after = set.size > 0;
+    const { before, after } = this.lines.set(irq, fn, asserted);
     if (before === after) return;
     const pci = this.cpu.devices.pci;
     const bdf = fn.address.slot << 3;
@@ -578,7 +570,7 @@ class V86PciBus implements PciBus {
     const now = performance.now();
     for (const [irq, since] of this.highSince) {
       if (now - since < staleMs) continue;
-      const fn = [...(this.asserted.get(irq) ?? [])][0];
+      const fn = this.lines.holder(irq);
       if (!fn) continue;
       const bdf = fn.address.slot << 3;
       this.cpu.devices.pci.lower_irq(bdf);
