@@ -140,8 +140,13 @@ export async function benchRedirect(size: number, runs: number): Promise<BenchRe
  * for uploads (timed around the process; the last socket buffer's worth may still be in flight
  * when socat exits, a few MB in a transfer of BENCH_MB). MB/s = 2^20 bytes per second.
  */
+/** A command in namespace `where`, or on the host when `where` is ''. */
+function inNs(where: string, cmd: string[]): string[] {
+  return where ? ['ip', 'netns', 'exec', where, ...cmd] : cmd;
+}
+
 export function curlDownload(where: string, url: string, size: number): number {
-  const out = sh(['ip', 'netns', 'exec', where, 'curl', '-sS', '-m', '300', '-o', '/dev/null', '-w', '%{size_download} %{time_total}', url]);
+  const out = sh([...inNs(where, ['curl', '-sS', '-m', '300', '-o', '/dev/null', '-w', '%{size_download} %{time_total}', url])]);
   const [bytes, secs] = out.trim().split(' ').map(Number) as [number, number];
   if (bytes !== size) throw new Error(`curl ${url}: ${bytes} bytes, wanted ${size}`);
   return bytes / secs / 1048576;
@@ -149,14 +154,14 @@ export function curlDownload(where: string, url: string, size: number): number {
 
 export function socatUpload(where: string, host: string, port: number, size: number): number {
   const t0 = process.hrtime.bigint();
-  sh(['ip', 'netns', 'exec', where, 'sh', '-c', `head -c ${size} /dev/zero | socat -b 262144 -u - TCP:${host}:${port}`]);
+  sh(inNs(where, ['sh', '-c', `head -c ${size} /dev/zero | socat -b 262144 -u - TCP:${host}:${port}`]));
   return size / (Number(process.hrtime.bigint() - t0) / 1e9) / 1048576;
 }
 
 /** socat downloads for the veth reference (a C server: `head -c N /dev/zero` behind socat). */
-function socatDownload(where: string, host: string, port: number, size: number): number {
+export function socatDownload(where: string, host: string, port: number, size: number): number {
   const t0 = process.hrtime.bigint();
-  const out = sh(['ip', 'netns', 'exec', where, 'sh', '-c', `socat -b 262144 -u TCP:${host}:${port} - | wc -c`]);
+  const out = sh(inNs(where, ['sh', '-c', `socat -b 262144 -u TCP:${host}:${port} - | wc -c`]));
   if (Number(out.trim()) !== size) throw new Error(`socat download: ${out.trim()} bytes, wanted ${size}`);
   return size / (Number(process.hrtime.bigint() - t0) / 1e9) / 1048576;
 }

@@ -1,4 +1,5 @@
 import { existsSync, rmSync } from 'node:fs';
+import { curlDownload, socatDownload, socatUpload } from './host.js';
 import { launch, netns, sh, stopAll, waitText } from './linux.js';
 import { median, type BenchResult } from './stats.js';
 
@@ -19,27 +20,9 @@ interface Rates {
   down: number;
 }
 
-/** N bytes into a host port, timed to socat's exit (the last socket buffer may be in flight: ~1 %). */
-function upload(port: number, size: number): number {
-  const t0 = process.hrtime.bigint();
-  const r = sh('', `head -c ${size} /dev/zero | socat -b 262144 -u - TCP:127.0.0.1:${port}`);
-  if (r.status !== 0) throw new Error(`upload to ${port}: socat exit ${r.status}`);
-  return size / (Number(process.hrtime.bigint() - t0) / 1e9) / 1048576;
-}
-
-function curlDownload(url: string, size: number): number {
-  const r = sh('', `curl -sS -m 300 -o /dev/null -w '%{size_download} %{time_total}' ${url}`);
-  const [bytes, secs] = r.stdout.trim().split(' ').map(Number) as [number, number];
-  if (bytes !== size) throw new Error(`curl ${url}: ${bytes} bytes, wanted ${size}`);
-  return bytes / secs / 1048576;
-}
-
-function socatDownload(port: number, size: number): number {
-  const t0 = process.hrtime.bigint();
-  const r = sh('', `socat -b 262144 -u TCP:127.0.0.1:${port} - | wc -c`);
-  if (Number(r.stdout.trim()) !== size) throw new Error(`download from ${port}: ${r.stdout.trim()} bytes, wanted ${size}`);
-  return size / (Number(process.hrtime.bigint() - t0) / 1e9) / 1048576;
-}
+// Host side: loopback, so '' (no namespace) for the C-tool clients of bench/host.ts.
+const upload = (port: number, size: number): number => socatUpload('', '127.0.0.1', port, size);
+const socatDown = (port: number, size: number): number => socatDownload('', '127.0.0.1', port, size);
 
 function measure(runs: number, up: () => number, down: () => number): Rates {
   const u: number[] = [];
@@ -70,7 +53,7 @@ async function slirp(mtu: number, size: number, runs: number, ports: [number, nu
     sh('', `printf '%s' '${req}' | socat -t 2 - UNIX-CONNECT:${sock}`);
   }
   await new Promise((r) => setTimeout(r, 300));
-  const r = measure(runs, () => upload(ports[1], size), () => socatDownload(ports[0], size));
+  const r = measure(runs, () => upload(ports[1], size), () => socatDown(ports[0], size));
   await stopAll();
   rmSync(sock, { force: true });
   return r;
@@ -80,7 +63,7 @@ async function pasta(size: number, runs: number, ports: [number, number]): Promi
   const ns = serverNs('pasta', size);
   launch('', ['pasta', '--runas', '0', '--config-net', '-f', '-t', `127.0.0.1/${ports[0]}:5001`, '-t', `127.0.0.1/${ports[1]}:5002`, '--netns', `/run/netns/${ns}`]);
   await new Promise((r) => setTimeout(r, 1000));
-  const r = measure(runs, () => upload(ports[1], size), () => socatDownload(ports[0], size));
+  const r = measure(runs, () => upload(ports[1], size), () => socatDown(ports[0], size));
   await stopAll();
   return r;
 }
@@ -88,7 +71,7 @@ async function pasta(size: number, runs: number, ports: [number, number]): Promi
 async function lab(size: number, runs: number, ports: [number, number]): Promise<Rates> {
   const p = launch('', [NODE, CLI, '--no-capture', 'redirect', `tcp:${ports[0]}:10.10.10.33:80`, `tcp:${ports[1]}:10.10.10.33:9`, '--nic', 'virtio', '--for', '900']);
   await waitText(p, 'ready:', 30_000);
-  const r = measure(runs, () => upload(ports[1], size), () => curlDownload(`http://127.0.0.1:${ports[0]}/bytes/${size}`, size));
+  const r = measure(runs, () => upload(ports[1], size), () => curlDownload('', `http://127.0.0.1:${ports[0]}/bytes/${size}`, size));
   await stopAll();
   return r;
 }
