@@ -2,24 +2,71 @@
  * The Internet checksum (RFC 1071), the one implementation in the project.
  *
  * Sums are accumulated unfolded in a float64 (exact below 2^53, i.e. for any frame we handle) and
- * folded once at the end; the loop reads four bytes per step, which is the "wide accumulation" that
- * keeps the per-byte cost low in JS. Incremental update follows RFC 1624 (eqn. 3).
+ * folded once at the end. Long inputs are read as aligned 32-bit words (two to three times the
+ * speed of byte loads in V8: the checksum is a large share of moving a 64 KiB segment). Incremental
+ * update follows RFC 1624 (eqn. 3).
  */
 
 /** Unfolded one's-complement partial sum of `data` (big-endian 16-bit words, odd byte padded). */
 export function sumBytes(data: Uint8Array, initial = 0): number {
-  let sum = initial;
   const n = data.length;
-  let i = 0;
-  const end4 = n - (n % 4);
+  if (n < WIDE_MIN || !LITTLE_ENDIAN) return initial + sumRange(data, 0, n);
+  // Bytes up to a 4-byte boundary one at a time, then whole aligned 32-bit words, then the rest.
+  // The one's-complement sum does not depend on byte order (RFC 1071 §2(B)): the words are summed
+  // as the host reads them (little-endian) and the folded result is byte-swapped back, unless the
+  // aligned part starts at an odd offset, where the swap of the pairing undoes that one.
+  const head = (4 - (data.byteOffset & 3)) & 3;
+  const words = (n - head) >>> 2;
+  const wide = foldSum(sumWords(new Int32Array(data.buffer, data.byteOffset + head, words)));
+  let sum = initial + sumRange(data, 0, head) + (head & 1 ? wide : swap16(wide));
+  const tail = head + 4 * words;
+  if (tail < n) {
+    const t = foldSum(sumRange(data, tail, n));
+    sum += tail & 1 ? swap16(t) : t;
+  }
+  return sum;
+}
+
+/** Below this many bytes the plain loop is as fast as setting up the word view. */
+const WIDE_MIN = 64;
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+/** Words per block: 16-bit halves of this many words sum below 2^31, so int32 adds never overflow. */
+const BLOCK_WORDS = 16384;
+
+function swap16(x: number): number {
+  return ((x & 0xff) << 8) | (x >> 8);
+}
+
+/** Sum of the 16-bit halves of 32-bit words, in int32 accumulators (a small-integer loop in V8). */
+function sumWords(w: Int32Array): number {
+  let total = 0;
+  for (let start = 0; start < w.length; start += BLOCK_WORDS) {
+    const end = Math.min(w.length, start + BLOCK_WORDS);
+    let lo = 0;
+    let hi = 0;
+    for (let i = start; i < end; i++) {
+      const x = w[i]!;
+      lo = (lo + (x & 0xffff)) | 0;
+      hi = (hi + (x >>> 16)) | 0;
+    }
+    total += lo + hi;
+  }
+  return total;
+}
+
+/** Big-endian 16-bit words of data[from, to), pairs starting at `from`, an odd last byte padded. */
+function sumRange(data: Uint8Array, from: number, to: number): number {
+  let sum = 0;
+  let i = from;
+  const end4 = to - ((to - from) % 4);
   for (; i < end4; i += 4) {
     sum += ((data[i]! << 8) | data[i + 1]!) + ((data[i + 2]! << 8) | data[i + 3]!);
   }
-  if (i + 1 < n) {
+  if (i + 1 < to) {
     sum += (data[i]! << 8) | data[i + 1]!;
     i += 2;
   }
-  if (i < n) sum += data[i]! << 8;
+  if (i < to) sum += data[i]! << 8;
   return sum;
 }
 
