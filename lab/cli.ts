@@ -4,6 +4,8 @@ import { RealClock } from '../net/clock.js';
 import { DEBUG_COMPONENTS, Logger, parseDebugSpec } from '../src/log.js';
 import { createDeviceRegistry } from '../src/registry.js';
 import { Vm } from '../src/vmm/vm.js';
+import type { VmStatus } from './vmthread/protocol.js';
+import { vmStatus } from './vmthread/vm-status.js';
 import { loadConfig } from './config-loader.js';
 import { assembleLab, type Lab } from './topology.js';
 import { assembleSwitchLab, hasSwitchBackend } from './switch-lab.js';
@@ -52,18 +54,23 @@ function nicLine(nics: { id: string; counters(): Record<string, number> }[]): st
   }).join('  ');
 }
 
-/** Each guest's VMM telemetry and NIC counters (the end of a run, and kill -USR1). */
-function printGuests(guests: { guest: { vm: Vm } }[]): void {
-  for (const gu of guests) {
-    const vm = gu.guest.vm;
-    process.stdout.write(`${vm.telemetry.report(`telemetry ${vm.config.name}`)}\n`);
-    for (const nic of vm.nics()) process.stdout.write(`  ${nic.id} ${Object.entries(nic.counters()).map(([k, v]) => `${k}=${v}`).join(' ')}\n`);
+/** Each guest's VMM telemetry and NIC counters (the end of a run, and kill -USR1), wherever it runs. */
+function printGuests(statuses: VmStatus[]): void {
+  for (const s of statuses) {
+    process.stdout.write(`${s.telemetry}\n`);
+    for (const nic of s.nics) process.stdout.write(`  ${nic.id} ${Object.entries(nic.counters).map(([k, v]) => `${k}=${v}`).join(' ')}\n`);
+    if (s.captureLost > 0) process.stdout.write(`  capture records lost (the VM thread's capture ring was full): ${s.captureLost}\n`);
   }
 }
 
 /** The guests' part of a --stats line. */
-function guestsLine(guests: { guest: { vm: Vm } }[]): string {
-  return guests.map((gu) => nicLine(gu.guest.vm.nics().map((n) => ({ id: `${gu.guest.vm.config.name}.${n.id}`, counters: () => n.counters() })))).join('  ');
+function guestsLine(statuses: VmStatus[]): string {
+  return statuses.map((s) => nicLine(s.nics.map((n) => ({ id: `${s.name}.${n.id}`, counters: () => n.counters })))).join('  ');
+}
+
+/** Statuses of guests in the lab's thread. */
+function localStatuses(guests: { guest: { vm: Vm } }[]): VmStatus[] {
+  return guests.map((gu) => vmStatus(gu.guest.vm));
 }
 
 
@@ -133,6 +140,7 @@ QEMU's networking options work as the manual types them:
     .option('--gateway <addr>', 'the guests\' default gateway (default 172.2N.0.1 for tapN)')
     .option('--script <path>', 'run this ifup script with the interface name as $1 (as QEMU does) instead of addressing it')
     .option('--persist', 'leave the TAP device behind on exit')
+    .option('--vm-threads', 'run each built-in guest in its own worker thread, as a VMM runs a vCPU thread (on a 2-core machine one thread is faster: docs/benchmarks.md)')
     .option('--vm-socket <spec>', 'also put a VM on the switch through its QEMU socket netdev (repeatable; ,loss=PCT impairs that port)', collect, [])
     .option('--loss <pct>', 'drop this % of frames on the TAP link, each direction (seeded)', parseFloat)
     .option('--delay <ms>', 'delay frames on the TAP link', parseFloat)
@@ -336,6 +344,7 @@ async function socketRedirectCommand(specs: string[], socketSpec: string, opts: 
 }
 
 interface UpCliOptions {
+  vmThreads?: boolean;
   guest?: string;
   image?: string;
   vmSocket?: string[];
@@ -376,8 +385,12 @@ async function upCommand(tap: string, opts: UpCliOptions, g: GlobalOptions): Pro
   // Say what is missing before touching anything (no capture folder for a run that cannot start).
   if (!hasNetAdmin()) fail(`creating TAP device ${tap} needs root or CAP_NET_ADMIN: run "sudo npx lab up ${tap}", or use "npx lab redirect tcp:9555:10.10.10.33:80", which needs neither`, 4);
   const run = captureRun('up', clock, g);
-  const r = startUp({
+  const r = await startUp({
     wrapPort: (hop, port) => run.tap(port, hop),
+    vmThreads: opts.vmThreads === true,
+    hopSink: (hop) => (run.enabled ? run.hop(hop) : null),
+    debug: g.debug,
+    quiet: g.quiet,
     tap,
     nic: opts.nic === 'ne2k' ? 'ne2k' : opts.nic,
     vms: opts.vms,
@@ -399,19 +412,19 @@ async function upCommand(tap: string, opts: UpCliOptions, g: GlobalOptions): Pro
     fail(r.error, r.exitCode);
   }
   const lab = r.lab;
-  run.link(tap, `sw.${lab.guests[0]?.guest.vm.config.name ?? 'vm0'}`, 'learning switch');
+  run.link(tap, `sw.${lab.guests[0]?.name ?? 'vm0'}`, 'learning switch');
   for (const line of lab.summary) say(`${line}\n`);
   const vmSockets: OpenedVmSocket[] = [];
   for (const [i, text] of (opts.vmSocket ?? []).entries()) {
     const spec = parseVmSocketSpec(text);
     if (!spec.ok) {
-      lab.close();
+      await lab.close();
       run.closeSync();
       fail(spec.error, 2);
     }
     const s = await openLabVmSocket(spec.value, i, { clock, logger, wrapPort: (hop, port) => run.tap(port, hop, `VM socket ${hop}`), seed: opts.seed });
     if (!s.ok) {
-      lab.close();
+      await lab.close();
       run.closeSync();
       fail(s.error, 1);
     }
@@ -426,14 +439,21 @@ async function upCommand(tap: string, opts: UpCliOptions, g: GlobalOptions): Pro
     process.stdout.write(`${tap}: rx ${lab.tap.stats.rxFrames} frames ${lab.tap.stats.rxBytes} bytes, tx ${lab.tap.stats.txFrames} frames ${lab.tap.stats.txBytes} bytes, drops ${lab.tap.stats.txDrops}\n`);
     process.stdout.write(`switch: ${Object.entries(lab.sw.stats).map(([k, v]) => `${k}=${v}`).join(' ')}\n`);
     for (const v of vmSockets) process.stdout.write(`${vmSocketLine(v)}\n`);
-    printGuests(lab.guests);
+    printGuests(lab.guests.map((gu) => gu.status()));
   };
-  process.on('SIGUSR1', counters);
-  const stopStats = liveStats(g, () => `${tap} rx ${lab.tap.stats.rxFrames} tx ${lab.tap.stats.txFrames}  ${guestsLine(lab.guests)}`);
-  await stopRun(untilStopped(opts.for), { stopStats, close: () => {
+  // A VM in its own thread is asked for fresh counters first.
+  const refreshAll = (): Promise<void[]> => Promise.all(lab.guests.map((gu) => gu.refresh()));
+  process.on('SIGUSR1', () => void refreshAll().then(counters));
+  const refresher = g.stats && g.stats > 0 ? setInterval(() => void refreshAll(), Math.max(100, g.stats * 500)) : null;
+  const stopLine = liveStats(g, () => `${tap} rx ${lab.tap.stats.rxFrames} tx ${lab.tap.stats.txFrames}  ${guestsLine(lab.guests.map((gu) => gu.status()))}`);
+  const stopStats = (): void => {
+    if (refresher) clearInterval(refresher);
+    stopLine();
+  };
+  await stopRun(untilStopped(opts.for), { stopStats, close: async () => {
     for (const v of vmSockets) v.port.close();
-    lab.close();
-  }, report: counters, run, say, exitCode: () => (lab.guests.some((gu) => gu.guest.vm.state === 'failed') ? 1 : 0) });
+    await lab.close();
+  }, report: counters, run, say, exitCode: () => (lab.guests.some((gu) => gu.status().state === 'failed') ? 1 : 0) });
 }
 
 interface RunOptions {
@@ -604,10 +624,10 @@ async function switchRunCommand(paths: string[], opts: RunOptions, g: GlobalOpti
   say(`ready: ${lab.guests.length} VMs on ${[...lab.switches.keys()].join(', ')} (Ctrl-C stops; kill -USR1 ${process.pid} prints counters)\n`);
   const counters = (): void => {
     for (const [name, sw] of lab.switches) process.stdout.write(`switch ${name}: ${Object.entries(sw.stats).map(([k, v]) => `${k}=${v}`).join(' ')}\n`);
-    printGuests(lab.guests);
+    printGuests(localStatuses(lab.guests));
   };
   process.on('SIGUSR1', counters);
-  const stopStats = liveStats(g, () => guestsLine(lab.guests));
+  const stopStats = liveStats(g, () => guestsLine(localStatuses(lab.guests)));
   await stopRun(untilStopped(opts.for), { stopStats, close: () => lab.close(), report: counters, run, say, exitCode: () => (lab.guests.some((gu) => gu.guest.vm.state === 'failed') ? 1 : 0) });
 }
 

@@ -113,7 +113,7 @@ async function boot(guest: LinuxGuest, start: () => void, stopped: Promise<void>
 }
 
 /** The common end: report, stop the CPU, close the captures; exit 1 when a device failed. */
-async function finish(guest: LinuxGuest, run: CaptureRun, stopped: Promise<void>, g: GlobalOptions, close: () => void, stopInput: () => void, extra: () => string = () => ''): Promise<never> {
+async function finish(guest: LinuxGuest, run: CaptureRun, stopped: Promise<void>, g: GlobalOptions, close: () => void | Promise<void>, stopInput: () => void, extra: () => string = () => ''): Promise<never> {
   const report = (): string => `${guest.report()}${extra()}`;
   const stopStats = liveStats(g, () => {
     const c = guest.nic.counters();
@@ -124,7 +124,7 @@ async function finish(guest: LinuxGuest, run: CaptureRun, stopped: Promise<void>
     stopStats,
     close: async () => {
       stopInput();
-      close();
+      await close();
       await guest.stop();
     },
     report: () => process.stdout.write(`\n${report()}\n`),
@@ -155,7 +155,7 @@ export async function upLinuxCommand(
   const guest = made.guest;
   const run = captureRun('up', clock, g);
   // No built-in guests: the TAP and the switch, with the Linux guest's NIC on a switch port.
-  const r = startUp({ wrapPort: (hop, port) => run.tap(port, hop), tap, nic: o.nic, vms: 0, bridge: o.bridge, script: o.script, persist: o.persist, clock, logger, registry, config: { name, memoryMB: 0, telemetry: false, devices: [], backends: [], files: [], kernel, apps: [] }, guestIp: o.guestIp, gateway: o.gateway, impair: o.impair });
+  const r = await startUp({ wrapPort: (hop, port) => run.tap(port, hop), tap, nic: o.nic, vms: 0, bridge: o.bridge, script: o.script, persist: o.persist, clock, logger, registry, config: { name, memoryMB: 0, telemetry: false, devices: [], backends: [], files: [], kernel, apps: [] }, guestIp: o.guestIp, gateway: o.gateway, impair: o.impair });
   if (!r.ok) {
     run.closeSync();
     await guest.stop();

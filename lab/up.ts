@@ -14,6 +14,10 @@ import { LearningSwitch } from './switch.js';
 import { TapPort } from './tap/tap-port.js';
 import { ImpairedPort, type Impairment } from './impair.js';
 import { guestKernelFor, upGuestAddressing } from './up-addressing.js';
+import type { CaptureSink } from './capture/sink.js';
+import { VmThread } from './vmthread/vm-thread.js';
+import type { VmStatus } from './vmthread/protocol.js';
+import { vmStatus } from './vmthread/vm-status.js';
 
 /**
  * `lab up tapN`: a host TAP device, a userspace learning switch, and one or more guests on it.
@@ -40,15 +44,39 @@ export interface UpOptions {
   impair?: Impairment;
   /** Insert a capture point in front of a port: the TAP, each switch port, each NIC, each guest stack. */
   wrapPort?: (hop: string, port: FramePort) => FramePort;
+  /**
+   * Run each VM in its own worker thread, as a VMM runs a vCPU thread; otherwise (the default)
+   * every VM runs in the lab's thread, which measured faster on a 2-core machine, where the kernel's
+   * side of the TAP already takes one core (docs/benchmarks.md). The VM's own capture hops (its NIC, its stack) then record from its
+   * thread into `hopSink(hop)`; its logger is made there from `debug` and `quiet`.
+   */
+  vmThreads?: boolean;
+  hopSink?: (hop: string) => CaptureSink | null;
+  debug?: string;
+  quiet?: boolean;
+}
+
+/** A guest of the lab: in the lab's thread (`local`) or in its own (`thread`). */
+export interface UpGuest {
+  name: string;
+  addr: string;
+  local: { guest: GuestVm; network: GuestNetwork | null } | null;
+  thread: VmThread | null;
+  /** State and counters: the VM's own now (local), or as its thread last reported them. */
+  status(): VmStatus;
+  /** Ask a threaded VM for fresh counters (a local one is always fresh). */
+  refresh(): Promise<void>;
+  stop(reason: string): Promise<void>;
 }
 
 export interface UpLab {
   tap: TapPort;
   sw: LearningSwitch;
-  guests: { guest: GuestVm; network: GuestNetwork | null; addr: string }[];
+  guests: UpGuest[];
   hostAddr: string | null;
   summary: string[];
-  close(): void;
+  /** Stop every VM (threaded ones report their final counters first), then the TAP. */
+  close(): Promise<void>;
 }
 
 export type UpResult = { ok: true; lab: UpLab } | { ok: false; error: string; exitCode: number };
@@ -96,7 +124,7 @@ export function upHostAddressing(tap: string): { host: string; guestBase: number
   return { host: `172.2${n}.0.1`, guestBase: parseIpv4(`172.2${n}.0.2`)!, prefix: 16 };
 }
 
-export function startUp(o: UpOptions): UpResult {
+export async function startUp(o: UpOptions): Promise<UpResult> {
   if (!hasNetAdmin()) {
     return { ok: false, exitCode: 4, error: `creating TAP device ${o.tap} needs root or CAP_NET_ADMIN: run "sudo npx lab up ${o.tap}", or use "npx lab redirect tcp:9555:10.10.10.33:80", which needs neither` };
   }
@@ -144,7 +172,10 @@ export function startUp(o: UpOptions): UpResult {
   const tapSide: FramePort = o.impair ? new ImpairedPort(o.clock, tap, o.impair) : tap;
   if (o.impair) summary.push(`${o.tap} link impaired: ${Object.entries(o.impair).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`).join(' ')}`);
   sw.attach(o.wrapPort ? o.wrapPort(o.tap, tapSide) : tapSide, o.tap);
-  const guests: UpLab['guests'] = [];
+  const guests: UpGuest[] = [];
+  const stopAll = async (why: string): Promise<void> => {
+    await Promise.all(guests.map((g) => g.stop(why)));
+  };
   if (guestAddr.value.kind === 'dhcp' || guestAddr.value.source !== 'the tapN rule') summary.push(`guest addresses: ${guestAddr.value.kind === 'dhcp' ? 'DHCP' : 'static'}, from ${guestAddr.value.source}`);
   for (let i = 0; i < o.vms; i++) {
     const name = o.vms === 1 ? o.config.name : `vm${i}`;
@@ -159,19 +190,15 @@ export function startUp(o: UpOptions): UpResult {
     const kernel = guestKernelFor(guestAddr.value, i, { ...o.config.kernel, net: o.nic });
     const shownAddr = kernel.ip !== undefined ? formatIpv4(kernel.ip) : 'dhcp';
     const config: VmConfig = { ...o.config, name, devices, backends: [], kernel };
-    const started = startGuestVm(config, { clock: o.clock, logger: o.logger, registry: o.registry, drivers: guestDrivers(), consoleOut: o.consoleOut ? (t) => o.consoleOut!(name, t) : undefined });
-    if (!started.ok) {
-      for (const g of guests) g.guest.vm.stop('lab up failed');
-      return fail(`cannot build ${name}:\n  ${started.errors.join('\n  ')}`);
+    const consoleOut = o.consoleOut ? (t: string) => o.consoleOut!(name, t) : undefined;
+    const made = o.vmThreads === true ? await startThreadGuest(config, shownAddr, o, consoleOut) : startLocalGuest(config, shownAddr, o, consoleOut);
+    if (!made.ok) {
+      await stopAll('lab up failed');
+      return fail(`cannot build ${name}:\n  ${made.errors.join('\n  ')}`);
     }
-    const nic: NicDevice | undefined = started.value.vm.nics()[0];
-    if (!nic) return fail(`${name} has no NIC`);
-    const [nicSide, swSide] = createLink(o.clock, [`${name}.eth0`, `sw.${name}`]);
-    nic.attach(o.wrapPort ? o.wrapPort(`${name}.eth0`, nicSide) : nicSide);
-    sw.attach(o.wrapPort ? o.wrapPort(`sw.${name}`, swSide) : swSide, `${name}.eth0`);
-    const net = startGuestNetwork(started.value.kernel, { wrapPort: o.wrapPort ? (netif, p) => o.wrapPort!(`${name}.${netif}.stack`, p) : undefined });
-    guests.push({ guest: started.value, network: 'error' in net ? null : net, addr: shownAddr });
-    summary.push(`${name}: ${NIC_CLASS[o.nic]} ${formatMacShort(nic.mac)} at ${shownAddr}`);
+    guests.push(made.guest);
+    sw.attach(o.wrapPort ? o.wrapPort(`sw.${name}`, made.wire) : made.wire, `${name}.eth0`);
+    summary.push(`${name}: ${NIC_CLASS[o.nic]} ${formatMacShort(made.mac)} at ${shownAddr}${made.guest.thread ? ' (own thread)' : ''}`);
   }
   return {
     ok: true,
@@ -181,9 +208,83 @@ export function startUp(o: UpOptions): UpResult {
       guests,
       hostAddr,
       summary,
-      close: () => {
-        for (const g of guests) g.guest.vm.stop('lab up closed');
+      close: async () => {
+        await stopAll('lab up closed');
         tap.close();
+      },
+    },
+  };
+}
+
+type GuestStart = { ok: true; guest: UpGuest; wire: FramePort; mac: Uint8Array } | { ok: false; errors: string[] };
+
+/** A guest in the lab's thread: its NIC on an in-memory link whose other end goes to the switch. */
+function startLocalGuest(config: VmConfig, addr: string, o: UpOptions, consoleOut?: (t: string) => void): GuestStart {
+  const name = config.name;
+  const started = startGuestVm(config, { clock: o.clock, logger: o.logger, registry: o.registry, drivers: guestDrivers(), consoleOut });
+  if (!started.ok) return started;
+  const nic: NicDevice | undefined = started.value.vm.nics()[0];
+  if (!nic) {
+    started.value.vm.stop('no NIC');
+    return { ok: false, errors: [`${name} has no NIC`] };
+  }
+  const [nicSide, swSide] = createLink(o.clock, [`${name}.eth0`, `sw.${name}`]);
+  nic.attach(o.wrapPort ? o.wrapPort(`${name}.eth0`, nicSide) : nicSide);
+  const net = startGuestNetwork(started.value.kernel, { wrapPort: o.wrapPort ? (netif, p) => o.wrapPort!(`${name}.${netif}.stack`, p) : undefined });
+  const vm = started.value.vm;
+  return {
+    ok: true,
+    wire: swSide,
+    mac: nic.mac,
+    guest: {
+      name,
+      addr,
+      local: { guest: started.value, network: 'error' in net ? null : net },
+      thread: null,
+      status: () => vmStatus(vm),
+      refresh: () => Promise.resolve(),
+      stop: (why) => {
+        vm.stop(why);
+        return Promise.resolve();
+      },
+    },
+  };
+}
+
+/** A guest in its own thread: the ring port in the lab's thread is its NIC's wire. */
+async function startThreadGuest(config: VmConfig, addr: string, o: UpOptions, consoleOut?: (t: string) => void): Promise<GuestStart> {
+  const name = config.name;
+  const nicId = config.devices.find((d) => d.className in NIC_CLASS_BY_NAME)?.id;
+  if (!nicId) return { ok: false, errors: [`${name} has no NIC`] };
+  const captures: { hop: string; sink: CaptureSink }[] = [];
+  for (const hop of [`${name}.eth0`, `${name}.eth0.stack`]) {
+    const sink = o.hopSink?.(hop);
+    if (sink) captures.push({ hop, sink });
+  }
+  const started = await VmThread.start(config, { clock: o.clock, debug: o.debug, quiet: o.quiet, nics: [{ id: nicId, hop: `${name}.eth0` }], captures, consoleOut });
+  if (!started.ok) return started;
+  const t = started.vm;
+  const wire = t.ports.get(nicId);
+  const nic = t.nics.find((n) => n.id === nicId);
+  if (!wire || !nic) {
+    await t.stop('no NIC');
+    return { ok: false, errors: [`${name}: device ${nicId} is not a NIC the VM built`] };
+  }
+  return {
+    ok: true,
+    wire,
+    mac: nic.mac,
+    guest: {
+      name,
+      addr,
+      local: null,
+      thread: t,
+      status: () => t.status,
+      refresh: async () => {
+        await t.refresh();
+      },
+      stop: async (why) => {
+        await t.stop(why);
       },
     },
   };
