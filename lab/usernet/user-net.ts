@@ -27,6 +27,13 @@ import { DNS_CLASS_IN, DnsRcode, DnsType, encodeDns, parseDns, type DnsRecord } 
  * gateway is the host's loopback). Other destinations need `restrict: false`; restricted (the
  * default in tests) they are refused with a reset / ICMP port unreachable.
  */
+/**
+ * The user-mode network's socket buffers toward the guest (each way, per connection), as large as
+ * the guest's own (src/guest/network.ts GUEST_TCP_BUFFER) so neither side's window caps a
+ * 64 KiB-segment transfer.
+ */
+export const USERNET_TCP_BUFFER = 1 << 20;
+
 export interface UserNetOptions {
   clock: Clock;
   addressing: UserNetAddressing;
@@ -124,7 +131,7 @@ export class UserNet {
     // The gateway's own protocols log as `user.tcp`, `user.dhcp` …: `--debug tcp` shows them beside
     // the guests', while `--debug usernet` stays the NAT and redirect lines.
     this.netDebug = netDebug((c) => o.log.root.child(`user.${c}`));
-    this.stack = new Stack({ clock: o.clock, name: 'usernet', routerMode: true, random: o.random, tcp: { minRtoMs: 200 }, debug: this.netDebug });
+    this.stack = new Stack({ clock: o.clock, name: 'usernet', routerMode: true, random: o.random, tcp: { minRtoMs: 200, sendBufferSize: USERNET_TCP_BUFFER, recvBufferSize: USERNET_TCP_BUFFER }, debug: this.netDebug });
     this.netif = this.stack.addNetif('user', port, gatewayMac(a.gateway));
     // Our stack takes TCP segments of any size up to 64 KiB: a guest NIC with TSO may hand them over
     // whole instead of cutting them to the MTU (QEMU's vnet_hdr backends do the same).

@@ -61,13 +61,21 @@ export interface GuestNetworkOptions {
   wrapPort?: (netifName: string, port: FramePort) => FramePort;
 }
 
+/**
+ * The guest's socket buffers (each way, per connection). 256 KiB held a virtio guest with 64 KiB
+ * TSO segments to four segments in flight, so a transfer was window-bound once a thread hop or the
+ * kernel added a few hundred microseconds; 1 MiB measured +20-30% on the redirect and the TAP
+ * (docs/benchmarks.md). Linux autotunes up to 4-6 MiB; the ring is allocated per connection.
+ */
+export const GUEST_TCP_BUFFER = 1 << 20;
+
 export function startGuestNetwork(kernel: GuestKernel, options: GuestNetworkOptions = {}): GuestNetwork | { error: string } {
   const raw = options.port ?? kernel.netDevices[0];
   const dev = raw && options.wrapPort ? options.wrapPort(kernel.netDevices[0] ? nameOf(kernel, 0) : 'eth0', raw) : raw;
   if (!dev) return { error: 'no network device (no NIC driver bound)' };
   const clock = kernel.hw.clock;
   const debug = netDebug((c) => kernel.debug(c));
-  const stack = new Stack({ clock, name: 'guest', random: options.random, debug });
+  const stack = new Stack({ clock, name: 'guest', random: options.random, debug, tcp: { sendBufferSize: GUEST_TCP_BUFFER, recvBufferSize: GUEST_TCP_BUFFER } });
   const mac = (kernel.netDevices[0]?.mac ?? new Uint8Array(6));
   const netif = stack.addNetif(kernel.netDevices[0] ? nameOf(kernel, 0) : 'eth0', dev, mac);
   const kc = kernel.kernelConfig;
