@@ -221,6 +221,76 @@ export async function benchTap(size: number, runs: number): Promise<BenchResult[
 }
 
 /**
+ * A VM per thread against every VM in the lab's thread (`lab up --vm-threads` or not), virtio-net
+ * over a real TAP: both labs run at once in their own namespaces and are measured in turn, run by
+ * run, with C tools (socat uploads to the guest's discard port, curl downloads of /bytes/N); then
+ * two VMs on one switch downloading at once (aggregate), and the resident memory of 10 idle VMs.
+ */
+export async function benchThreads(size: number, runs: number): Promise<BenchResult[]> {
+  if (process.getuid?.() !== 0) return [{ name: 'threads', value: NaN, unit: 'needs root (network namespaces): sudo npm run bench -- threads' }];
+  const modes = [
+    { label: 'one thread', flags: [] as string[] },
+    { label: 'VM threads', flags: ['--vm-threads'] },
+  ];
+  const where = new Map<string, string>();
+  for (const m of modes) {
+    const ns = netns(`thr-${m.flags.length}`);
+    where.set(m.label, ns);
+    await start(['ip', 'netns', 'exec', ns, NODE, CLI, '--no-capture', 'up', 'tap2', '--nic', 'virtio', ...m.flags, '--for', '900'], 'ready:');
+  }
+  const up = new Map<string, number[]>(modes.map((m) => [m.label, []]));
+  const down = new Map<string, number[]>(modes.map((m) => [m.label, []]));
+  const ping = new Map<string, number[]>(modes.map((m) => [m.label, []]));
+  for (let i = 0; i < runs; i++) {
+    for (const m of modes) {
+      const ns = where.get(m.label)!;
+      up.get(m.label)!.push(socatUpload(ns, '172.22.0.2', 9, size));
+      down.get(m.label)!.push(curlDownload(ns, `http://172.22.0.2/bytes/${size}`, size));
+      ping.get(m.label)!.push(pingStats(ns, '172.22.0.2', 100).median);
+    }
+  }
+  for (const c of children.splice(0)) await kill(c);
+  const out: BenchResult[] = [];
+  const base = modes[0]!.label;
+  for (const m of modes) {
+    const ratio = (v: Map<string, number[]>): string => (m.label === base ? '' : `; ratio ${(median(v.get(m.label)!) / median(v.get(base)!)).toFixed(2)} of one thread`);
+    out.push({ name: `tap virtio, ${m.label}, host→guest (socat)`, value: median(up.get(m.label)!), unit: `MB/s${ratio(up)}` });
+    out.push({ name: `tap virtio, ${m.label}, guest→host (curl)`, value: median(down.get(m.label)!), unit: `MB/s${ratio(down)}` });
+    out.push({ name: `tap virtio, ${m.label}, ping rtt median`, value: median(ping.get(m.label)!), unit: `ms${ratio(ping)}` });
+  }
+  // Two VMs on the switch, both downloading at once: where a thread per VM could use two cores.
+  for (const m of modes) {
+    const ns = netns(`thr2-${m.flags.length}`);
+    await start(['ip', 'netns', 'exec', ns, NODE, CLI, '--no-capture', 'up', 'tap2', '--nic', 'virtio', '--vms', '2', ...m.flags, '--for', '900'], 'ready:');
+    const agg: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      const t0 = process.hrtime.bigint();
+      const curls = ['172.22.0.2', '172.22.0.3'].map((a) => spawn('ip', ['netns', 'exec', ns, 'curl', '-sS', '-m', '300', '-o', '/dev/null', `http://${a}/bytes/${size}`], { stdio: 'ignore' }));
+      await Promise.all(curls.map((c) => new Promise((r) => c.once('exit', r))));
+      agg.push((2 * size) / (Number(process.hrtime.bigint() - t0) / 1e9) / 1048576);
+    }
+    for (const c of children.splice(0)) await kill(c);
+    out.push({ name: `2 VMs downloading at once, ${m.label}`, value: median(agg), unit: 'MB/s aggregate (curl)' });
+  }
+  const rss = await idleRss(10, ['--vm-threads']);
+  out.push({ name: 'lab up --vm-threads, 10 idle VMs, resident', value: rss, unit: `MB (${(rss / 10).toFixed(1)} per VM; goal < 40)` });
+  return out;
+}
+
+/** Resident memory of `lab up tap2 --vms N` 5 s after it is ready. */
+async function idleRss(n: number, flags: string[] = []): Promise<number> {
+  const ns = netns(`idle-${n}${flags.join('')}`);
+  await start(['ip', 'netns', 'exec', ns, NODE, CLI, '--no-capture', 'up', 'tap2', '--vms', String(n), ...flags, '--for', '120'], 'ready:', 60_000);
+  await new Promise((r) => setTimeout(r, 5000));
+  // The lab is the node process inside the namespace (ip netns exec execs it, keeping the pid).
+  const pid = children[children.length - 1]!.pid!;
+  const status = sh(['cat', `/proc/${pid}/status`]);
+  const mb = Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? NaN) / 1024;
+  for (const c of children.splice(0)) await kill(c);
+  return mb;
+}
+
+/**
  * Idle VMs: `lab up tap2 --vms N` in a namespace, resident memory once booted and settled, for 1
  * and for `count` VMs; per VM both as the whole process divided by N and as the increment per VM
  * beyond the first (what one more VM costs).
@@ -228,17 +298,7 @@ export async function benchTap(size: number, runs: number): Promise<BenchResult[
 export async function benchIdle(count: number): Promise<BenchResult[]> {
   if (process.getuid?.() !== 0) return [{ name: 'idle', value: NaN, unit: 'needs root (network namespaces): sudo npm run bench -- idle' }];
   const rss: Record<number, number> = {};
-  for (const n of [1, count]) {
-    const ns = netns(`idle-${n}`);
-    const lab = await start(['ip', 'netns', 'exec', ns, NODE, CLI, '--no-capture', 'up', 'tap2', '--vms', String(n), '--for', '120'], 'ready:', 60_000).catch(() => null);
-    void lab;
-    await new Promise((r) => setTimeout(r, 5000));
-    // The lab is the node process inside the namespace (ip netns exec execs it, keeping the pid).
-    const pid = children[children.length - 1]!.pid!;
-    const status = sh(['cat', `/proc/${pid}/status`]);
-    rss[n] = Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? NaN) / 1024;
-    for (const c of children.splice(0)) await kill(c);
-  }
+  for (const n of [1, count]) rss[n] = await idleRss(n);
   return [
     { name: 'lab up, 1 VM, resident', value: rss[1]!, unit: 'MB' },
     { name: `lab up, ${count} VMs, resident`, value: rss[count]!, unit: 'MB' },

@@ -1,5 +1,5 @@
 import { benchNicModels, benchTcpStack } from './inprocess.js';
-import { benchIdle, benchRedirect, benchTap, cleanupHost } from './host.js';
+import { benchIdle, benchRedirect, benchTap, benchThreads, cleanupHost } from './host.js';
 import { benchLoss, benchTapLoss, formatLoss, formatTapLoss } from './loss.js';
 import { formatResults } from './stats.js';
 import { benchLinux } from './linux.js';
@@ -9,14 +9,14 @@ import { benchUserNetRefs } from './usernet-refs.js';
 
 /**
  * `npm run bench [-- section…]`: sections tcp, nic, redirect, tap, idle (default), and loss, linux,
- * v86, fair, usernet on request. A script, not a timed test: numbers go to stdout, medians of several runs, references
+ * v86, fair, usernet, threads on request. A script, not a timed test: numbers go to stdout, medians of several runs, references
  * measured in the same run.
  */
 const all = ['tcp', 'nic', 'redirect', 'tap', 'idle'];
 // `loss` (the deterministic loss matrix) and `linux` (QEMU Linux guests behind libslirp, passt and
 // the lab; slow under TCG) and `v86` (Linux's drivers on netlab's models, beside the built-in
 // guest's) run on request only.
-const onRequest = ['loss', 'linux', 'v86', 'fair', 'usernet'];
+const onRequest = ['loss', 'linux', 'v86', 'fair', 'usernet', 'threads'];
 const want = process.argv.slice(2).filter((a) => all.includes(a) || onRequest.includes(a));
 const sections = want.length ? want : all;
 const size = Number(process.env.BENCH_MB ?? '100') * 1024 * 1024;
@@ -50,6 +50,7 @@ async function main(): Promise<void> {
       const flows = Number(process.env.BENCH_FLOWS ?? '50');
       process.stdout.write(formatResults(`fairness: ${flows} concurrent bulk downloads through lab redirect --nic virtio (4 MB each)`, await benchFairness(flows, 4_000_000)) + '\n\n');
     }
+    if (sections.includes('threads')) process.stdout.write(formatResults(`lab up --vm-threads beside one thread, virtio over a real TAP, C tools, runs interleaved (${size / 1048576} MB, median of ${runs})`, await benchThreads(size, runs)) + '\n\n');
     if (sections.includes('idle')) process.stdout.write(formatResults('idle VMs on one switch (lab up tap2 --vms 10)', await benchIdle(10)) + '\n\n');
   } finally {
     await cleanupHost();
