@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { finishChecksum, foldSum, internetChecksum, sumBytes } from '../../../net/wire/checksum.js';
+import { foldSum, internetChecksum, sumBytes } from '../../../net/wire/checksum.js';
 import { mulberry32 } from '../../../net/random.js';
 
 /** RFC 1071 written out plainly: big-endian 16-bit words, odd byte padded, end-around carry. */
