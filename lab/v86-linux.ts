@@ -9,7 +9,7 @@ import type { Logger } from '../src/log.js';
 import type { DeviceRegistry, NicDevice } from '../src/vmm/device.js';
 import { Telemetry } from '../src/vmm/telemetry.js';
 import { buildImage, defaultCacheDir } from './image/build.js';
-import { READY_MARKER } from './image/guest-files.js';
+import { parseReadyLine, READY_MARKER } from './image/guest-files.js';
 
 /**
  * A Linux guest (the `lab image build` image) whose CPU is the v86 emulator and whose NIC is one of
@@ -147,12 +147,17 @@ export async function createLinuxGuest(o: LinuxGuestOptions): Promise<{ ok: true
     return { ok: false, error: `${o.name}: the ${MODEL_CLASS[o.nic]} model did not come up as a NIC` };
   }
   const ready = new Promise<{ ok: true; value: LinuxReady } | { ok: false; error: string }>((resolve) => {
+    // From the marker on, lines are gathered until the ready line is whole: a kernel log record
+    // printed into its middle splits it over two console lines.
+    let gathered = '';
     onLine = (line) => {
-      const at = line.indexOf(READY_MARKER);
-      if (at < 0) return;
-      const l = line.slice(at).trim();
-      const fields = Object.fromEntries(l.split(' ').filter((w) => w.includes('=')).map((w) => [w.slice(0, w.indexOf('=')), w.slice(w.indexOf('=') + 1)]));
-      resolve({ ok: true, value: { line: l, fields, seconds: (performance.now() - t0) / 1000 } });
+      if (!gathered && !line.includes(READY_MARKER)) return;
+      gathered += `${line}\n`;
+      const r = parseReadyLine(gathered);
+      if (r) {
+        onLine = null;
+        resolve({ ok: true, value: { ...r, seconds: (performance.now() - t0) / 1000 } });
+      } else if (gathered.length > 16_384) gathered = '';
     };
     const watch = setInterval(() => {
       if (v86.failures.size === 0) return;

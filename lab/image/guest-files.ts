@@ -12,6 +12,35 @@ import type { NicModelKey } from './nic-modules.js';
 
 /** The line the lab waits for on the serial console. */
 export const READY_MARKER = 'netlab-linux: ready';
+/** The ready line's fields, in the order the init prints them; `kernel=` is last. */
+const READY_FIELDS = ['net', 'driver', 'mac', 'ip', 'kernel'] as const;
+/**
+ * A kernel log record as the serial console prints it (`[    9.123] text` and its line end). The
+ * console prints a record wherever the cursor is, so one can land in the middle of the init's
+ * ready line and cut it in two.
+ */
+const KERNEL_RECORD = /\[\s*\d+\.\d+\][^\r\n]*(?:\r?\n|$)/g;
+
+/**
+ * The init's ready line, read from console text: null until the whole line (through its last
+ * field, `kernel=`, and its line end) has arrived. Kernel log records printed into the middle of it are left out,
+ * so a record landing between two fields does not lose the fields after it.
+ */
+export function parseReadyLine(text: string): { line: string; fields: Record<string, string> } | null {
+  const at = text.indexOf(READY_MARKER);
+  if (at < 0) return null;
+  const rest = text.slice(at).replace(KERNEL_RECORD, '');
+  const end = /\bkernel=\S+(?=\r?\n)/.exec(rest);
+  if (!end) return null;
+  const line = rest.slice(0, end.index + end[0].length).replace(/\s+/g, ' ');
+  const fields: Record<string, string> = {};
+  for (const name of READY_FIELDS) {
+    const m = new RegExp(`\\b${name}=(\\S+)`).exec(line);
+    if (m) fields[name] = m[1]!;
+  }
+  return { line, fields };
+}
+
 /** Lines around the dmesg that `netlab-dmesg` prints (tests send it over the serial shell). */
 export const DMESG_BEGIN = '---- netlab-dmesg begin ----';
 export const DMESG_END = '---- netlab-dmesg end ----';

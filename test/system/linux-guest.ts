@@ -4,7 +4,7 @@ import { readdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { buildImage, type BuiltImage } from '../../lab/image/build.js';
-import { DMESG_BEGIN, DMESG_END, READY_MARKER } from '../../lab/image/guest-files.js';
+import { DMESG_BEGIN, DMESG_END, parseReadyLine } from '../../lab/image/guest-files.js';
 import type { NicModelKey } from '../../lab/image/nic-modules.js';
 import { findQemu, qemuArgs } from '../../lab/vmsocket/qemu.js';
 import type { Netns } from './netns.js';
@@ -54,23 +54,27 @@ export class ConsoleChild {
     return this.out;
   }
 
-  /** Wait until `re` matches the console output after `from`; returns the match. */
-  async waitFor(re: RegExp, timeoutMs: number, from = 0): Promise<RegExpExecArray> {
+  /** Wait until `probe` finds what it looks for in the console output; `what` names it in errors. */
+  async waitUntil<T>(probe: (text: string) => T | null, what: string, timeoutMs: number): Promise<T> {
     const end = Date.now() + timeoutMs;
     for (;;) {
-      const m = re.exec(this.out.slice(from));
-      if (m) return m;
-      if (this.child.exitCode !== null) throw new Error(`${this.child.spawnargs.slice(0, 6).join(' ')}… exited ${this.child.exitCode} before ${re}:\n${this.out.slice(-3000)}`);
-      if (Date.now() > end) throw new Error(`no ${re} on the serial console after ${timeoutMs} ms:\n${this.out.slice(-3000)}`);
+      const found = probe(this.out);
+      if (found !== null) return found;
+      if (this.child.exitCode !== null) throw new Error(`${this.child.spawnargs.slice(0, 6).join(' ')}… exited ${this.child.exitCode} before ${what}:\n${this.out.slice(-3000)}`);
+      if (Date.now() > end) throw new Error(`no ${what} on the serial console after ${timeoutMs} ms:\n${this.out.slice(-3000)}`);
       await new Promise((r) => setTimeout(r, 100));
     }
   }
 
+  /** Wait until `re` matches the console output after `from`; returns the match. */
+  waitFor(re: RegExp, timeoutMs: number, from = 0): Promise<RegExpExecArray> {
+    return this.waitUntil((text) => re.exec(text.slice(from)), String(re), timeoutMs);
+  }
+
   /** The ready line's fields (net, driver, mac, ip) and the boot time in seconds. */
   async ready(timeoutMs = 120_000): Promise<{ line: string; seconds: number; fields: Record<string, string> }> {
-    const m = await this.waitFor(new RegExp(`${READY_MARKER}[^\\r\\n]*`), timeoutMs);
-    const fields = Object.fromEntries(m[0].split(' ').filter((w) => w.includes('=')).map((w) => w.split('=') as [string, string]));
-    return { line: m[0], seconds: (Date.now() - this.started) / 1000, fields };
+    const r = await this.waitUntil(parseReadyLine, 'whole ready line', timeoutMs);
+    return { ...r, seconds: (Date.now() - this.started) / 1000 };
   }
 
   /** Type a command on the serial shell and return what it printed up to `end` (a marker it echoes). */

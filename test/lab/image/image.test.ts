@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { buildImage } from '../../../lab/image/build.js';
 import { moduleClosure, readModinfo } from '../../../lab/image/kmod.js';
 import { readNewc, writeNewc } from '../../../lab/image/newc.js';
-import { bytesPattern, HTTPD_SCRIPT, initScript, PATTERN_FILE_BYTES } from '../../../lab/image/guest-files.js';
+import { bytesPattern, HTTPD_SCRIPT, initScript, parseReadyLine, PATTERN_FILE_BYTES } from '../../../lab/image/guest-files.js';
 import { linuxGuestXml } from '../../../lab/image/image-xml.js';
 import { packGuestImage, unpackGuestImage, V3VEE_MAGIC } from '../../../lab/image/v3vee.js';
 import { patternBlock } from '../../../src/guest/apps/http.js';
@@ -114,6 +114,31 @@ describe('the guest userland', () => {
     const init = initScript({ rtl8139: ['mii.ko', '8139too.ko', '8139cp.ko'], ne2k: ['8390.ko', 'ne2k_pci.ko'], virtio: ['virtio.ko'] });
     expect(init).toContain('rtl8139) mods="mii.ko 8139too.ko 8139cp.ko"');
     for (const script of [init, HTTPD_SCRIPT]) expect(spawnSync('sh', ['-n'], { input: script }).status).toBe(0);
+  });
+});
+
+describe('the ready line on the serial console', () => {
+  const line = 'netlab-linux: ready net=virtio driver=virtio_net mac=52:54:00:12:34:56 ip=10.10.10.33/24 kernel=6.1.0-28-686';
+
+  it('reads every field once the line has ended, and nothing before', () => {
+    expect(parseReadyLine(`boot noise\r\n${line.slice(0, 60)}`)).toBeNull();
+    expect(parseReadyLine(`boot noise\r\n${line}`)).toBeNull();
+    expect(parseReadyLine(`boot noise\r\n${line}\r\n~ # `)?.fields).toEqual({
+      net: 'virtio', driver: 'virtio_net', mac: '52:54:00:12:34:56', ip: '10.10.10.33/24', kernel: '6.1.0-28-686',
+    });
+  });
+
+  it('keeps the fields after a kernel log record printed into the middle of the line', () => {
+    const cut = line.indexOf(' ip=');
+    const text = `${line.slice(0, cut)}[    9.412301] random: crng init done\r\n${line.slice(cut)}\r\n`;
+    const r = parseReadyLine(text);
+    expect(r?.fields['ip']).toBe('10.10.10.33/24');
+    expect(r?.fields['mac']).toBe('52:54:00:12:34:56');
+    expect(r?.line).toBe(line);
+  });
+
+  it('a guest without an address says ip=none', () => {
+    expect(parseReadyLine(`${line.replace('10.10.10.33/24', 'none')}\n`)?.fields['ip']).toBe('none');
   });
 });
 
