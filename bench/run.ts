@@ -48,7 +48,7 @@ async function main(): Promise<void> {
     if (sections.includes('usernet')) process.stdout.write(formatResults(`lab redirect (virtio) beside slirp4netns at MTU 1500 and 65520 and pasta, C tools on the host side (${size / 1048576} MB, median of ${runs}; ratio = lab / reference)`, await benchUserNetRefs(size, runs)) + '\n\n');
     if (sections.includes('fair')) {
       const flows = Number(process.env.BENCH_FLOWS ?? '50');
-      process.stdout.write(formatResults(`fairness: ${flows} concurrent bulk downloads through lab redirect --nic virtio (4 MB each)`, await benchFairness(flows, 4_000_000)) + '\n\n');
+      process.stdout.write(formatResults(`fairness: ${flows} concurrent bulk downloads, then uploads, through lab redirect --nic virtio (4 MB each)`, await benchFairness(flows, 4_000_000)) + '\n\n');
     }
     if (sections.includes('threads')) process.stdout.write(formatResults(`lab up --vm-threads beside one thread, virtio over a real TAP, C tools, runs interleaved (${size / 1048576} MB, median of ${runs})`, await benchThreads(size, runs)) + '\n\n');
     if (sections.includes('idle')) process.stdout.write(formatResults('idle VMs on one switch (lab up tap2 --vms 10)', await benchIdle(10)) + '\n\n');

@@ -7,8 +7,9 @@ import { RingConsumer } from './ring-consumer.js';
 /**
  * Capture points inside a VM's thread (its NIC's wire side, its guest stack) recording into the
  * lab's capture run in the lab's thread: each record crosses in a shared ring as a 2-byte header
- * (hop index, kind) and the frame (or, for a refusal, its reason). The capture run, its files, packet ids and merged pcapng stay in
- * one thread, so a frame is followed across hops exactly as before; a record's time is when the
+ * (hop index, kind) and the frame (or, for a refusal, its reason). The capture run, its files,
+ * packet ids and merged pcapng stay in one thread, so a frame is followed across hops exactly as
+ * before; a record's time is when the
  * lab's thread takes it (microseconds after the hop saw it; the ring is drained every turn).
  *
  * A full ring loses the record (counted in `lost`), never the frame: capturing must not slow or
