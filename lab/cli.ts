@@ -140,7 +140,7 @@ QEMU's networking options work as the manual types them:
     .option('--gateway <addr>', 'the guests\' default gateway (default 172.2N.0.1 for tapN)')
     .option('--script <path>', 'run this ifup script with the interface name as $1 (as QEMU does) instead of addressing it')
     .option('--persist', 'leave the TAP device behind on exit')
-    .option('--vm-threads', 'run each built-in guest in its own worker thread, as a VMM runs a vCPU thread (on a 2-core machine one thread is faster: docs/benchmarks.md)')
+    .option('--vm-threads', 'run each guest (built-in, or --guest linux with its v86 CPU) in its own worker thread, as a VMM runs a vCPU thread (on a 2-core machine one thread is as fast or faster: docs/benchmarks.md)')
     .option('--vm-socket <spec>', 'also put a VM on the switch through its QEMU socket netdev (repeatable; ,loss=PCT impairs that port)', collect, [])
     .option('--loss <pct>', 'drop this % of frames on the TAP link, each direction (seeded)', parseFloat)
     .option('--delay <ms>', 'delay frames on the TAP link', parseFloat)

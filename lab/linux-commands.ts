@@ -12,6 +12,9 @@ import { startUp, hasNetAdmin, upHostAddressing } from './up.js';
 import { guestKernelFor, upGuestAddressing } from './up-addressing.js';
 import { openUserNet, planRedirects } from './usernet/redirect-lab.js';
 import { createLinuxGuest, findLinuxImage, linuxKernelLine, type LinuxGuest, type LinuxImage } from './v86-linux.js';
+import { linuxGuestInThread } from './vmthread/linux-thread.js';
+import type { FramePort } from '../net/frame-port.js';
+import type { Clock } from '../net/clock.js';
 
 /**
  * `lab up tapN --guest linux` and `lab redirect … --guest linux` (and `lab run` of an XML whose
@@ -29,6 +32,8 @@ export interface LinuxRunOptions {
   memoryMB?: number;
   name?: string;
   for?: number;
+  /** `--vm-threads`: the guest's CPU and NIC model in their own worker thread. */
+  vmThreads?: boolean;
 }
 
 /**
@@ -78,6 +83,34 @@ function stopper(seconds: number | undefined): { stopped: Promise<void>; stop: (
   return { stopped, stop };
 }
 
+/**
+ * The guest, in the lab's thread or in its own (`--vm-threads`), and its NIC's wire for the lab's
+ * side to attach (the far end of its link, or the ring port to its thread). Either way the
+ * `name.eth0` hop records what crossed the NIC.
+ */
+async function startLinux(o: LinuxRunOptions, name: string, cmdline: string, img: LinuxImage, far: string, run: CaptureRun, clock: Clock, logger: Logger, g: GlobalOptions): Promise<{ guest: LinuxGuest; wire: FramePort; start: () => void }> {
+  const hop = `${name}.eth0`;
+  const about = `${name} NIC (device side; Linux's driver behind it)`;
+  const mac = o.mac ?? DEFAULT_MAC;
+  const memoryMB = o.memoryMB ?? DEFAULT_MEMORY_MB;
+  if (o.vmThreads) {
+    const made = await linuxGuestInThread({ name, nic: o.nic, mac: [...mac], cmdline, image: img, memoryMB }, { clock, debug: g.debug, quiet: g.quiet, sink: run.enabled ? run.hop(hop, about) : null, consoleOut: sayer(g) });
+    if (!made.ok) {
+      run.closeSync();
+      fail(made.error, 1);
+    }
+    return made;
+  }
+  const made = await createLinuxGuest({ name, nic: o.nic, mac, cmdline, image: img, memoryMB, clock, logger, registry: createDeviceRegistry(), consoleOut: sayer(g) });
+  if (!made.ok) {
+    run.closeSync();
+    fail(made.error, 1);
+  }
+  const [nicSide, farSide] = createLink(clock, [hop, far]);
+  made.nic.attach(run.tap(nicSide, hop, about));
+  return { guest: made.guest, wire: farSide, start: made.start };
+}
+
 /** Lines typed on this terminal (or piped in) go to the guest's serial console. */
 function consoleInput(guest: LinuxGuest): () => void {
   if (process.stdin.destroyed) return () => {};
@@ -98,7 +131,7 @@ async function boot(guest: LinuxGuest, start: () => void, stopped: Promise<void>
   say(`booting Linux (${nic} model, v86 CPU emulator; the serial console follows)\n`);
   start();
   const progress = setInterval(() => {
-    const c = guest.nic.counters();
+    const c = guest.nicCounters();
     say(`[boot ${guest.uptime().toFixed(0)} s: NIC rx ${c['rxFrames'] ?? 0} tx ${c['txFrames'] ?? 0} frames]\n`);
   }, 10_000);
   const r = await Promise.race([guest.ready, stopped.then(() => null)]);
@@ -116,10 +149,10 @@ async function boot(guest: LinuxGuest, start: () => void, stopped: Promise<void>
 async function finish(guest: LinuxGuest, run: CaptureRun, stopped: Promise<void>, g: GlobalOptions, close: () => void | Promise<void>, stopInput: () => void, extra: () => string = () => ''): Promise<never> {
   const report = (): string => `${guest.report()}${extra()}`;
   const stopStats = liveStats(g, () => {
-    const c = guest.nic.counters();
+    const c = guest.nicCounters();
     return `${guest.name}.eth0 rx ${c['rxFrames'] ?? 0} tx ${c['txFrames'] ?? 0}`;
   });
-  process.on('SIGUSR1', () => process.stdout.write(`${report()}\n`));
+  process.on('SIGUSR1', () => void guest.refresh().then(() => process.stdout.write(`${report()}\n`)));
   return stopRun(stopped, {
     stopStats,
     close: async () => {
@@ -130,7 +163,7 @@ async function finish(guest: LinuxGuest, run: CaptureRun, stopped: Promise<void>
     report: () => process.stdout.write(`\n${report()}\n`),
     run,
     say: sayer(g),
-    exitCode: () => (guest.v86.failures.size > 0 ? 1 : 0),
+    exitCode: () => (guest.failed() ? 1 : 0),
   });
 }
 
@@ -150,10 +183,8 @@ export async function upLinuxCommand(
   const clock = new RealClock();
   const registry = createDeviceRegistry();
   const kernel = guestKernelFor(addressing.value, 0, { cmdline: '', dhcp: false });
-  const made = await createLinuxGuest({ name, nic: o.nic, mac: o.mac ?? DEFAULT_MAC, cmdline: linuxKernelLine(o.nic, kernel), image: img, memoryMB: o.memoryMB ?? DEFAULT_MEMORY_MB, clock, logger, registry, consoleOut: say });
-  if (!made.ok) fail(made.error, 1);
-  const guest = made.guest;
   const run = captureRun('up', clock, g);
+  const { guest, wire, start } = await startLinux(o, name, linuxKernelLine(o.nic, kernel), img, `sw.${name}`, run, clock, logger, g);
   // No built-in guests: the TAP and the switch, with the Linux guest's NIC on a switch port.
   const r = await startUp({ wrapPort: (hop, port) => run.tap(port, hop), tap, nic: o.nic, vms: 0, bridge: o.bridge, script: o.script, persist: o.persist, clock, logger, registry, config: { name, memoryMB: 0, telemetry: false, devices: [], backends: [], files: [], kernel, apps: [] }, guestIp: o.guestIp, gateway: o.gateway, impair: o.impair });
   if (!r.ok) {
@@ -162,17 +193,15 @@ export async function upLinuxCommand(
     fail(r.error, r.exitCode);
   }
   const lab = r.lab;
-  const [nicSide, swSide] = createLink(clock, [`${name}.eth0`, `sw.${name}`]);
-  guest.nic.attach(run.tap(nicSide, `${name}.eth0`, `${name} NIC (device side; Linux's driver behind it)`));
-  lab.sw.attach(run.tap(swSide, `sw.${name}`, 'switch port'), `${name}.eth0`);
+  lab.sw.attach(run.tap(wire, `sw.${name}`, 'switch port'), `${name}.eth0`);
   run.link(tap, `sw.${name}`, 'learning switch');
   run.link(`sw.${name}`, `${name}.eth0`, 'link');
   for (const line of lab.summary) say(`${line}\n`);
   const shown = kernel.ip !== undefined ? linuxKernelLine(o.nic, kernel).match(/ip=(\S+)/)![1]! : null;
-  say(`${name}: Linux on netlab's ${o.nic} model at ${shown ?? 'a DHCP address'}\n`);
+  say(`${name}: Linux on netlab's ${o.nic} model at ${shown ?? 'a DHCP address'}${o.vmThreads ? ' (CPU and NIC model in their own thread)' : ''}\n`);
   const { stopped, stop } = stopper(o.for);
   const stopInput = consoleInput(guest);
-  if (await boot(guest, made.start, stopped, say, o.nic)) {
+  if (await boot(guest, start, stopped, say, o.nic)) {
     say(`ready: try  ping ${shown ?? '(the guest\'s DHCP address)'}   curl http://${shown ?? '…'}/   (Ctrl-C stops; lines typed here go to the guest's shell)\n`);
   } else stop();
   return finish(guest, run, stopped, g, () => lab.close(), stopInput);
@@ -190,16 +219,11 @@ export async function redirectLinuxCommand(
   const name = o.name ?? 'linux0';
   const logger = Logger.fromSpec(g.debug, undefined, g.quiet ?? false);
   const clock = new RealClock();
-  const registry = createDeviceRegistry();
-  // DHCP: the lab's server hands the guest the redirects' address, as QEMU's -netdev user does.
-  const made = await createLinuxGuest({ name, nic: o.nic, mac: o.mac ?? DEFAULT_MAC, cmdline: linuxKernelLine(o.nic, { dhcp: true }), image: img, memoryMB: o.memoryMB ?? DEFAULT_MEMORY_MB, clock, logger, registry, consoleOut: say });
-  if (!made.ok) fail(made.error, 1);
-  const guest = made.guest;
   const run = captureRun(o.command ?? 'redirect', clock, g);
-  const [nicSide, userSide] = createLink(clock, [`${name}.eth0`, 'user']);
-  guest.nic.attach(run.tap(nicSide, `${name}.eth0`, `${name} NIC (device side; Linux's driver behind it)`));
+  // DHCP: the lab's server hands the guest the redirects' address, as QEMU's -netdev user does.
+  const { guest, wire, start } = await startLinux(o, name, linuxKernelLine(o.nic, { dhcp: true }), img, 'user', run, clock, logger, g);
   run.link(`${name}.eth0`, 'user', 'link');
-  const un = await openUserNet(run.tap(userSide, 'user', 'user-mode network'), plan.value, { clock, logger, restrict: o.restrict, listenAddress: o.listen, guest: name });
+  const un = await openUserNet(run.tap(wire, 'user', 'user-mode network'), plan.value, { clock, logger, restrict: o.restrict, listenAddress: o.listen, guest: name });
   if (!un.ok) {
     run.closeSync();
     await guest.stop();
@@ -209,7 +233,7 @@ export async function redirectLinuxCommand(
   for (const line of un.value.summary) say(`${line}\n`);
   const { stopped, stop } = stopper(o.for);
   const stopInput = consoleInput(guest);
-  if (await boot(guest, made.start, stopped, say, o.nic)) {
+  if (await boot(guest, start, stopped, say, o.nic)) {
     const first = plan.value.redirects.find((r) => r.proto === 'tcp');
     say(`ready: ${first ? `try  curl http://${first.hostAddr ?? o.listen ?? '127.0.0.1'}:${first.hostPort}/   ` : ''}(Ctrl-C stops; lines typed here go to the guest's shell)\n`);
   } else stop();

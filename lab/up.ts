@@ -261,7 +261,7 @@ async function startThreadGuest(config: VmConfig, addr: string, o: UpOptions, co
     const sink = o.hopSink?.(hop);
     if (sink) captures.push({ hop, sink });
   }
-  const started = await VmThread.start(config, { clock: o.clock, debug: o.debug, quiet: o.quiet, nics: [{ id: nicId, hop: `${name}.eth0` }], captures, consoleOut });
+  const started = await VmThread.start({ kind: 'builtin', config }, { clock: o.clock, debug: o.debug, quiet: o.quiet, nics: [{ id: nicId, hop: `${name}.eth0` }], captures, consoleOut });
   if (!started.ok) return started;
   const t = started.vm;
   const wire = t.ports.get(nicId);

@@ -92,17 +92,26 @@ export interface LinuxReady {
   seconds: number;
 }
 
+export type LinuxReadyResult = { ok: true; value: LinuxReady } | { ok: false; error: string };
+
+/**
+ * A running Linux guest as the lab's commands see it, the same whether its CPU runs in the lab's
+ * thread or in its own (lab/vmthread): its console, its NIC's counters, its fail-stop state.
+ */
 export interface LinuxGuest {
-  v86: V86Guest;
-  nic: NicDevice;
-  telemetry: Telemetry;
   name: string;
   /** Resolves at the ready line, or with an error when a device fails first. */
-  ready: Promise<{ ok: true; value: LinuxReady } | { ok: false; error: string }>;
+  ready: Promise<LinuxReadyResult>;
   /** Seconds since the CPU started. */
   uptime(): number;
   /** Type into the serial console. */
   type(text: string): void;
+  /** The NIC model's counters (as last reported, for a guest in its own thread). */
+  nicCounters(): Record<string, number>;
+  /** True once a device of the guest has fail-stopped. */
+  failed(): boolean;
+  /** Bring counters and telemetry up to date (a guest in its own thread is asked for them). */
+  refresh(): Promise<void>;
   /** Telemetry and NIC counters, as the end of a run prints them. */
   report(): string;
   stop(): Promise<void>;
@@ -112,7 +121,7 @@ export interface LinuxGuest {
  * Create the emulator with the NIC model seated on its PCI bus. The NIC is returned unattached and
  * the CPU not started: attach the NIC's port first, then call `start`.
  */
-export async function createLinuxGuest(o: LinuxGuestOptions): Promise<{ ok: true; guest: LinuxGuest; start: () => void } | { ok: false; error: string }> {
+export async function createLinuxGuest(o: LinuxGuestOptions): Promise<{ ok: true; guest: LinuxGuest; nic: NicDevice; start: () => void } | { ok: false; error: string }> {
   const device: DeviceConfig = { id: 'net0', className: MODEL_CLASS[o.nic], line: 0, bus: 'pci0', mac: o.mac, params: {} };
   const telemetry = new Telemetry(false);
   let tail = '';
@@ -146,7 +155,7 @@ export async function createLinuxGuest(o: LinuxGuestOptions): Promise<{ ok: true
     await v86.destroy();
     return { ok: false, error: `${o.name}: the ${MODEL_CLASS[o.nic]} model did not come up as a NIC` };
   }
-  const ready = new Promise<{ ok: true; value: LinuxReady } | { ok: false; error: string }>((resolve) => {
+  const ready = new Promise<LinuxReadyResult>((resolve) => {
     // From the marker on, lines are gathered until the ready line is whole: a kernel log record
     // printed into its middle splits it over two console lines.
     let gathered = '';
@@ -167,13 +176,13 @@ export async function createLinuxGuest(o: LinuxGuestOptions): Promise<{ ok: true
     watch.unref();
   });
   const guest: LinuxGuest = {
-    v86,
-    nic,
-    telemetry,
     name: o.name,
     ready,
     uptime: () => (t0 ? (performance.now() - t0) / 1000 : 0),
     type: (text) => v86.sendSerial(text),
+    nicCounters: () => nic.counters(),
+    failed: () => v86.failures.size > 0,
+    refresh: () => Promise.resolve(),
     report: () => {
       const lines = [telemetry.report(`telemetry ${o.name} (Linux ${o.nic} driver on netlab's ${MODEL_CLASS[o.nic]}, v86)`)];
       lines.push(`  ${nic.id} ${formatMac(nic.mac)} ${Object.entries(nic.counters()).map(([k, v]) => `${k}=${v}`).join(' ')}`);
@@ -187,5 +196,5 @@ export async function createLinuxGuest(o: LinuxGuestOptions): Promise<{ ok: true
     t0 = performance.now();
     void v86.run();
   };
-  return { ok: true, guest, start };
+  return { ok: true, guest, nic, start };
 }

@@ -1,5 +1,5 @@
 import type { MessagePort } from 'node:worker_threads';
-import type { VmConfig } from '../../src/config/types.js';
+import type { NicModel, VmConfig } from '../../src/config/types.js';
 import type { VmState } from '../../src/vmm/vm.js';
 import type { RingPortSpec } from './ring-port.js';
 
@@ -18,8 +18,23 @@ export interface VmThreadNic {
   bell: MessagePort;
 }
 
+/** A Linux image on one of netlab's NIC models, its CPU the v86 emulator (lab/v86-linux.ts). */
+export interface LinuxThreadGuest {
+  name: string;
+  nic: NicModel;
+  mac: number[];
+  cmdline: string;
+  image: { dir: string; kernel: string; initrd: string };
+  memoryMB: number;
+}
+
+/** What the thread runs: the built-in guest of a config, or a Linux guest on v86. */
+export type VmThreadGuest = { kind: 'builtin'; config: VmConfig } | { kind: 'linux'; linux: LinuxThreadGuest };
+
+export const guestName = (g: VmThreadGuest): string => (g.kind === 'builtin' ? g.config.name : g.linux.name);
+
 export interface VmThreadData {
-  config: VmConfig;
+  guest: VmThreadGuest;
   debug?: string;
   quiet: boolean;
   nics: VmThreadNic[];
@@ -41,7 +56,10 @@ export type FromVm =
   | { t: 'ready'; nics: { id: string; model: string; mac: number[] }[]; networkError: string | null; status: VmStatus }
   | { t: 'failed-to-start'; errors: string[] }
   | { t: 'network-ready' }
+  /** A Linux guest's init printed its ready line (or a device failed first). */
+  | { t: 'linux-ready'; ready: { ok: true; line: string; fields: Record<string, string>; seconds: number } | { ok: false; error: string } }
   | { t: 'console'; text: string }
   | { t: 'status'; status: VmStatus; final: boolean };
 
-export type ToVm = { t: 'status' } | { t: 'console'; bytes: Uint8Array } | { t: 'stop'; reason: string };
+/** `start`: a Linux guest's CPU starts once the lab has wired its NIC (a built-in guest runs at once). */
+export type ToVm = { t: 'start' } | { t: 'status' } | { t: 'console'; bytes: Uint8Array } | { t: 'stop'; reason: string };

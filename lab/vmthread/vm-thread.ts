@@ -1,18 +1,18 @@
 import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
 import type { Clock } from '../../net/clock.js';
-import type { VmConfig } from '../../src/config/types.js';
 import type { CaptureSink } from '../capture/sink.js';
 import { FrameRing } from '../ring/frame-ring.js';
 import { startWorker } from '../ring/worker-start.js';
 import { MIRROR_BYTES, MirrorReader } from './capture-mirror.js';
 import { PortDoorbell } from './doorbell.js';
-import type { FromVm, ToVm, VmStatus, VmThreadNic } from './protocol.js';
+import { guestName, type FromVm, type ToVm, type VmStatus, type VmThreadGuest, type VmThreadNic } from './protocol.js';
 import { RingPort, ringPortSpecs } from './ring-port.js';
 
 /**
  * The lab's handle on a VM running in its own worker thread (vm-worker.ts): the VM's NIC wires as
  * FramePorts in the lab's thread (attach them to a switch or the user-mode network as a link end),
- * its console, its last known state and counters, and its stop.
+ * its console, its last known state and counters, and its stop. The VM is a built-in guest or a
+ * Linux guest on the v86 CPU emulator.
  */
 export interface VmThreadOptions {
   clock: Clock;
@@ -34,8 +34,10 @@ const STOP_GRACE_MS = 2000;
 export class VmThread {
   /** Last status the VM's thread reported (kept fresh on every state change). */
   status: VmStatus;
-  /** Resolves when the guest's interface has its address. */
+  /** Resolves when the guest's interface has its address (built-in guests). */
   readonly networkReady: Promise<void>;
+  /** Resolves at a Linux guest's ready line, or with the device failure that came first. */
+  readonly linuxReady: Promise<Extract<FromVm, { t: 'linux-ready' }>['ready']>;
   networkError: string | null = null;
   private readonly mirror: MirrorReader | null;
   private finalStatus: ((s: VmStatus) => void) | null = null;
@@ -52,11 +54,13 @@ export class VmThread {
     ready: Extract<FromVm, { t: 'ready' }>,
     mirror: MirrorReader | null,
     networkReady: Promise<void>,
+    linuxReady: VmThread['linuxReady'],
   ) {
     this.status = ready.status;
     this.networkError = ready.networkError;
     this.mirror = mirror;
     this.networkReady = networkReady;
+    this.linuxReady = linuxReady;
     this.exit = new Promise((resolve) =>
       worker.once('exit', () => {
         this.exited = true;
@@ -72,7 +76,8 @@ export class VmThread {
   }
 
   /** Start the VM's thread and wait until its VM is built and wired (or could not be). */
-  static start(config: VmConfig, o: VmThreadOptions): Promise<VmThreadStart> {
+  static start(guest: VmThreadGuest, o: VmThreadOptions): Promise<VmThreadStart> {
+    const name = guestName(guest);
     const nics: VmThreadNic[] = [];
     const ports = new Map<string, RingPort>();
     const transfer: MessagePort[] = [];
@@ -94,11 +99,13 @@ export class VmThread {
       transfer.push(bell.port2);
     }
     const worker = startWorker(import.meta.url, 'vm-worker', {
-      workerData: { config, debug: o.debug, quiet: o.quiet ?? false, nics, mirror: mirrorData },
+      workerData: { guest, debug: o.debug, quiet: o.quiet ?? false, nics, mirror: mirrorData },
       transferList: transfer,
     });
     let resolveNet: () => void = () => {};
     const networkReady = new Promise<void>((r) => (resolveNet = r));
+    let resolveLinux: (r: Awaited<VmThread['linuxReady']>) => void = () => {};
+    const linuxReady = new Promise<Awaited<VmThread['linuxReady']>>((r) => (resolveLinux = r));
     return new Promise<VmThreadStart>((resolve) => {
       let vm: VmThread | null = null;
       const fail = (errors: string[]): void => {
@@ -109,18 +116,20 @@ export class VmThread {
       };
       worker.on('error', (e) => {
         // The VM's thread died (not a guest fault, which fail-stops inside it): that VM is failed.
-        if (!vm) fail([`${config.name}: its thread failed: ${e.message}`]);
-        else process.stderr.write(`lab: ${config.name}: its thread failed: ${e.message}\n`);
+        if (!vm) fail([`${name}: its thread failed: ${e.message}`]);
+        else process.stderr.write(`lab: ${name}: its thread failed: ${e.message}\n`);
       });
       worker.once('exit', () => {
-        if (!vm) fail([`${config.name}: its thread ended before the VM was built`]);
+        resolveLinux({ ok: false, error: `${name}: its thread ended before the guest was ready` });
+        if (!vm) fail([`${name}: its thread ended before the VM was built`]);
       });
       worker.on('message', (m: FromVm) => {
         if (m.t === 'failed-to-start') fail(m.errors);
         else if (m.t === 'ready') {
-          vm = new VmThread(worker, config.name, ports, m.nics.map((n) => ({ id: n.id, model: n.model, mac: Uint8Array.from(n.mac) })), m, mirror, networkReady);
+          vm = new VmThread(worker, name, ports, m.nics.map((n) => ({ id: n.id, model: n.model, mac: Uint8Array.from(n.mac) })), m, mirror, networkReady, linuxReady);
           resolve({ ok: true, vm });
         } else if (m.t === 'network-ready') resolveNet();
+        else if (m.t === 'linux-ready') resolveLinux(m.ready);
         else if (m.t === 'console') o.consoleOut?.(m.text);
         else if (m.t === 'status' && vm) vm.onStatus(m.status, m.final);
       });
@@ -138,6 +147,11 @@ export class VmThread {
       this.statusWaiters.push(resolve);
       this.send({ t: 'status' });
     });
+  }
+
+  /** Start a Linux guest's CPU (once its NIC's wire is attached on the lab's side). */
+  startCpu(): void {
+    this.send({ t: 'start' });
   }
 
   consoleInput(bytes: Uint8Array): void {

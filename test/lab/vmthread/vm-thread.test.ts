@@ -40,7 +40,7 @@ describe('a VM in its own thread', () => {
         },
       });
       let consoleText = '';
-      const started = await VmThread.start(config(nicClass), {
+      const started = await VmThread.start({ kind: 'builtin', config: config(nicClass) }, {
         clock,
         quiet: true,
         nics: [{ id: 'net0', hop: 'vm0.eth0' }],
