@@ -1,7 +1,7 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { formatMac, parseIpv4 } from '../../net/addr.js';
 import { parseVmConfig } from '../../src/config/parse.js';
 import type { VmConfig } from '../../src/config/types.js';
@@ -15,6 +15,7 @@ import { runLab as lab } from './run-lab.js';
  * and the CLI's errors. Booting Linux on each model is the system tier's (v86-linux-lab.test.ts).
  */
 const dir = mkdtempSync(join(tmpdir(), 'netlab-v86linux-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('Linux guest on netlab models: host side', () => {
   it('kernel line: the NIC model, a static address with mask and gateway, or DHCP', () => {

@@ -1,8 +1,8 @@
-import { mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { linuxGuestXml } from '../../../lab/image/image-xml.js';
 import { runLab } from '../run-lab.js';
 
@@ -20,6 +20,7 @@ function freePort(): Promise<number> {
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'netlab-vmsock-cli-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('lab CLI: Linux guests and VM sockets', () => {
   it('--help shows the QEMU-like commands: image build, --vm-socket with the QEMU line that pairs with it', async () => {
