@@ -24,9 +24,12 @@ interface Rates {
 const upload = (port: number, size: number): number => socatUpload('', '127.0.0.1', port, size);
 const socatDown = (port: number, size: number): number => socatDownload('', '127.0.0.1', port, size);
 
+/** Medians of `runs` transfers each way, after one untimed transfer each way (see WARM_UP). */
 function measure(runs: number, up: () => number, down: () => number): Rates {
   const u: number[] = [];
   const d: number[] = [];
+  up();
+  down();
   for (let i = 0; i < runs; i++) {
     u.push(up());
     d.push(down());
