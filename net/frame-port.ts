@@ -22,8 +22,20 @@
  *   link's MTU are sent only through a port whose `gso` is true: the far end's receiver said
  *   (`offerGso(true)`) that it takes TCP/IPv4 segments of up to GSO_MAX_IP bytes in one frame,
  *   as a virtio-net guest with GUEST_TSO4 does. Everywhere else frames respect the MTU.
+ * - A receiver may be told more about a frame (`RxInfo`) by the port that hands it over. Only a NIC
+ *   driver and the pass-throughs between it and its stack (capture points) say anything; every other
+ *   port passes nothing, which is always safe (the stack then checks everything itself).
  */
-export type FrameReceiver = (frame: Uint8Array) => boolean | 'busy' | void;
+export type FrameReceiver = (frame: Uint8Array, info?: RxInfo) => boolean | 'busy' | void;
+
+/** What a NIC told its driver about a received frame, as Linux's skb->ip_summed does. */
+export interface RxInfo {
+  /**
+   * The device vouches for the frame's TCP/UDP checksum (virtio-net's DATA_VALID: Linux's
+   * CHECKSUM_UNNECESSARY), so the stack need not sum the payload again.
+   */
+  checksumValid?: boolean;
+}
 
 export interface FramePortStats {
   txFrames: number;

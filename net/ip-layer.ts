@@ -18,6 +18,8 @@ export interface IpDatagramInfo {
   foreignDestination: boolean;
   /** True for link-layer or IP broadcast. */
   broadcast: boolean;
+  /** The NIC vouched for the TCP/UDP checksum (RxInfo.checksumValid): the layer need not sum it. */
+  checksumValid?: boolean;
 }
 
 export interface IpOutput {

@@ -126,7 +126,7 @@ export class Stack implements IpLayer {
   addNetif(name: string, port: FramePort, mac: Uint8Array, mtu = 1500): Netif {
     const n = new Netif(name, port, mac.slice(0, 6), mtu);
     this.netifs.push(n);
-    port.setReceiver((frame) => this.input(n, frame));
+    port.setReceiver((frame, rx) => this.input(n, frame, rx?.checksumValid === true));
     return n;
   }
 
@@ -270,8 +270,11 @@ export class Stack implements IpLayer {
 
   // ------------------------------------------------------------------ input
 
-  /** A frame from an interface. Malformed frames are counted and dropped, never thrown. */
-  input(n: Netif, frame: Uint8Array): boolean {
+  /**
+   * A frame from an interface. Malformed frames are counted and dropped, never thrown.
+   * `checksumValid`: the NIC vouched for its TCP/UDP checksum (RxInfo).
+   */
+  input(n: Netif, frame: Uint8Array, checksumValid = false): boolean {
     n.counters.rxFrames++;
     n.counters.rxBytes += frame.length;
     if (!n.up) return true;
@@ -289,7 +292,7 @@ export class Stack implements IpLayer {
       return true;
     }
     if (e.etherType === ETHERTYPE_ARP) this.inputArp(n, e.payload);
-    else if (e.etherType === ETHERTYPE_IPV4) this.inputIp(n, e.payload, !toUs);
+    else if (e.etherType === ETHERTYPE_IPV4) this.inputIp(n, e.payload, !toUs, checksumValid);
     else {
       n.counters.rxDropsUnknownType++;
       if (this.debug.ip.on) this.debug.ip.debug(`${n.name}: drop (unknown EtherType 0x${e.etherType.toString(16).padStart(4, '0')})`);
@@ -320,7 +323,7 @@ export class Stack implements IpLayer {
     }
   }
 
-  private inputIp(n: Netif, b: Uint8Array, linkBroadcast: boolean): void {
+  private inputIp(n: Netif, b: Uint8Array, linkBroadcast: boolean, checksumValid = false): void {
     this.stats.rxPackets++;
     const r = parseIpv4(b);
     if (!r.ok) {
@@ -349,13 +352,16 @@ export class Stack implements IpLayer {
     }
     let payload = h.payload;
     let raw = h.packet;
+    // What the NIC vouched for was one frame: a datagram put together from fragments is checked.
+    let vouched = checksumValid;
     if (h.flagsOffset & (IP_MF | IP_OFFMASK)) {
       const whole = this.reassembler.input(h);
       if (!whole) return;
       payload = whole.payload;
       raw = whole.headerBytes;
+      vouched = false;
     }
-    const info: IpDatagramInfo = { src: h.src, dst: h.dst, protocol: h.protocol, ttl: h.ttl, netif: n.name, foreignDestination: foreign, broadcast };
+    const info: IpDatagramInfo = { src: h.src, dst: h.dst, protocol: h.protocol, ttl: h.ttl, netif: n.name, foreignDestination: foreign, broadcast, checksumValid: vouched };
     if (h.protocol === IPPROTO_ICMP) {
       this.inputIcmp(n, info, payload, raw);
       return;

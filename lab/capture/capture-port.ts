@@ -1,4 +1,4 @@
-import { emptyStats, type FramePort, type FramePortStats, type FrameReceiver } from '../../net/frame-port.js';
+import { emptyStats, type FramePort, type FramePortStats, type FrameReceiver, type RxInfo } from '../../net/frame-port.js';
 import type { CaptureDirection, CaptureSink } from './sink.js';
 
 /**
@@ -68,7 +68,7 @@ export class CapturePoint implements FramePort {
   ) {
     this.name = hop;
     this.counters = emptyCaptureCounters();
-    inner.setReceiver((frame) => this.deliver(frame));
+    inner.setReceiver((frame, info) => this.deliver(frame, info));
   }
 
   send(frame: Uint8Array): boolean {
@@ -111,13 +111,13 @@ export class CapturePoint implements FramePort {
     return this.inner;
   }
 
-  private deliver(frame: Uint8Array): boolean | 'busy' {
+  private deliver(frame: Uint8Array, info?: RxInfo): boolean | 'busy' {
     // A frame the receiver called busy comes back later, the same object: record it once, when
     // first seen, so the pcap keeps wire order (the guest may answer inside the receiver).
     if (frame !== this.heldFrame) this.count('in', frame);
     this.heldFrame = null;
     // No receiver is a refusal, as it is for a link end (the frame is counted as dropped there).
-    const answer = this.receiver ? this.receiver(frame) : false;
+    const answer = this.receiver ? this.receiver(frame, info) : false;
     if (answer === 'busy' && this.holds) {
       this.heldFrame = frame;
       return 'busy';

@@ -120,7 +120,7 @@ export class UdpLayer implements TransportProtocol {
   }
 
   input(info: IpDatagramInfo, payload: Uint8Array, raw: Uint8Array): void {
-    const r = parseUdp(payload, { src: info.src, dst: info.dst });
+    const r = parseUdp(payload, info.checksumValid ? undefined : { src: info.src, dst: info.dst });
     if (!r.ok) {
       if (r.error === 'bad-checksum') this.stats.rxBadChecksum++;
       else this.stats.rxMalformed++;

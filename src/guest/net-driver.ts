@@ -1,5 +1,5 @@
 import { NO_DEBUG, type DebugLog } from '../../net/debug.js';
-import { emptyStats, type FramePort, type FramePortStats, type FrameReceiver } from '../../net/frame-port.js';
+import { emptyStats, type FramePort, type FramePortStats, type FrameReceiver, type RxInfo } from '../../net/frame-port.js';
 
 /**
  * What a NIC driver offers the kernel's network stack: a FramePort (the stack's netif sends frames
@@ -43,12 +43,12 @@ export abstract class NetDriverPort implements FramePort {
     this.receiver = receiver;
   }
 
-  /** Hand a received frame (already copied out of DMA memory) to the stack. */
-  protected deliver(frame: Uint8Array): void {
+  /** Hand a received frame (already copied out of DMA memory) to the stack, with what the NIC said of it. */
+  protected deliver(frame: Uint8Array, info?: RxInfo): void {
     this.stats.rxFrames++;
     this.stats.rxBytes += frame.length;
     if (this.dbg.on) this.dbg.debug(`${this.name}: rx ${frame.length} bytes`);
-    if (!this.receiver || this.receiver(frame) === false) {
+    if (!this.receiver || this.receiver(frame, info) === false) {
       this.stats.rxDrops++;
       if (this.dbg.on) this.dbg.debug(`${this.name}: rx drop (${this.receiver ? 'stack refused the frame' : 'no stack attached'})`);
     }

@@ -37,10 +37,15 @@ function guest(link: { flowControl?: boolean } = {}) {
   if (!bound) throw new Error(`virtio_net did not bind:\n${kernel.log.join('\n')}`);
   const port = bound.netdev;
   const rx: Uint8Array[] = [];
-  port.setReceiver((f) => void rx.push(f));
+  /** What the driver told the stack of each frame (RxInfo.checksumValid). */
+  const vouched: boolean[] = [];
+  port.setReceiver((f, info) => {
+    rx.push(f);
+    vouched.push(info?.checksumValid === true);
+  });
   const out: Uint8Array[] = [];
   wire.setReceiver((f) => void out.push(f));
-  return { clock, vm, kernel, dev, wire, nicEnd, port, rx, out };
+  return { clock, vm, kernel, dev, wire, nicEnd, port, rx, out, vouched };
 }
 
 /** A frame to the guest carrying a 32-bit sequence number, `size` bytes long. */
@@ -133,6 +138,14 @@ describe('virtio_net guest driver on the virtio-net model', () => {
     expect([...rx[0]!]).toEqual([...big]);
     expect(dev.counters().rxGsoFrames).toBe(1);
     expect(dev.counters().rxBuffersMerged).toBeGreaterThanOrEqual(29); // 2 KiB buffers
+  });
+
+  it('passes the device\'s DATA_VALID on to the stack (a GSO frame), and nothing for a plain frame', () => {
+    const { clock, wire, rx, vouched } = guest();
+    wire.send(tcpFrameTo(MAC, 60_000));
+    wire.send(frameTo(MAC, 1));
+    clock.runUntil(() => rx.length === 2, 10);
+    expect(vouched).toEqual([true, false]);
   });
 
   it('TSO: a 64 KiB TCP packet leaves whole to a far end that takes GSO, cut to the MTU otherwise', () => {

@@ -90,6 +90,41 @@ describe('IPv4 stack', () => {
     expect(b.netifs[0]!.counters.rxFrames).toBeGreaterThanOrEqual(2);
   });
 
+  it('a checksum the NIC vouched for (RxInfo.checksumValid) is not summed again; without it the same frame is dropped', () => {
+    const { clock, b, nb } = pair();
+    const sock = b.udp.socket().bind(7000);
+    const got: number[] = [];
+    sock.onMessage = (d) => got.push(d.length);
+    // UDP 10.0.0.1:5000 → 10.0.0.2:7000 with a checksum that is wrong for its bytes.
+    const frame = new Uint8Array(14 + 20 + 8 + 4);
+    frame.set([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00]);
+    emitIpv4Header(frame, 14, { id: 7, ttl: 64, protocol: 17, src: ip('10.0.0.1'), dst: ip('10.0.0.2'), payloadLength: 12 });
+    frame.set([0x13, 0x88, 0x1b, 0x58, 0, 12, 0x12, 0x34, 1, 2, 3, 4], 34);
+    b.input(nb, frame.slice(), false);
+    clock.runUntil(() => false, 10);
+    expect(got).toEqual([]);
+    expect(b.udp.stats.rxBadChecksum).toBe(1);
+    b.input(nb, frame.slice(), true);
+    clock.runUntil(() => false, 10);
+    expect(got).toEqual([4]);
+    expect(b.udp.stats.rxBadChecksum).toBe(1);
+    // A TCP SYN with a wrong checksum: counted and ignored, unless vouched for (then it is answered).
+    const syn = new Uint8Array(14 + 20 + 20);
+    syn.set(frame.subarray(0, 14));
+    emitIpv4Header(syn, 14, { id: 8, ttl: 64, protocol: 6, src: ip('10.0.0.1'), dst: ip('10.0.0.2'), payloadLength: 20 });
+    syn.set([0x13, 0x88, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0xde, 0xad, 0, 0], 34);
+    const accepted: number[] = [];
+    b.tcp.listen(80, (c) => accepted.push(c.remotePort));
+    b.input(nb, syn.slice(), false);
+    clock.runUntil(() => false, 10);
+    expect(b.tcp.stats.badChecksums).toBe(1);
+    const before = b.tcp.stats.segmentsOut;
+    b.input(nb, syn.slice(), true);
+    clock.runUntil(() => false, 10);
+    expect(b.tcp.stats.badChecksums).toBe(1);
+    expect(b.tcp.stats.segmentsOut).toBe(before + 1); // its SYN-ACK
+  });
+
   it('TCP: 2 MB arrives byte-exact over the stack', () => {
     const { clock, a, b } = pair();
     const size = 2 * 1024 * 1024;
