@@ -13,28 +13,44 @@ import { median, type BenchResult } from './stats.js';
  */
 const NODE = process.execPath;
 const CLI = 'dist/lab/cli.js';
-const PORT_BASE = 21000 + (process.pid % 500) * 4;
+const PORT_BASE = 21000 + (process.pid % 500) * 8;
 
 interface Rates {
   up: number;
   down: number;
 }
 
+/** A setup started and ready: one transfer each way through it, as MB/s. */
+interface Setup {
+  name: string;
+  up: () => number;
+  down: () => number;
+}
+
 // Host side: loopback, so '' (no namespace) for the C-tool clients of bench/host.ts.
 const upload = (port: number, size: number): number => socatUpload('', '127.0.0.1', port, size);
 const socatDown = (port: number, size: number): number => socatDownload('', '127.0.0.1', port, size);
 
-/** Medians of `runs` transfers each way, after one untimed transfer each way (see WARM_UP). */
-function measure(runs: number, up: () => number, down: () => number): Rates {
-  const u: number[] = [];
-  const d: number[] = [];
-  up();
-  down();
-  for (let i = 0; i < runs; i++) {
-    u.push(up());
-    d.push(down());
+/**
+ * Every setup is started first and the runs go round them in turn (lab, slirp4netns 1500, 65520,
+ * pasta, lab, …), so a slow spell on a shared machine lands on all of them, not on one; each gets
+ * one untimed transfer each way first (V8's compiling and heap sizing, socket buffer autotuning).
+ * Medians of `runs`.
+ */
+function measureAll(setups: Setup[], runs: number): Map<string, Rates> {
+  for (const s of setups) {
+    s.up();
+    s.down();
   }
-  return { up: median(u), down: median(d) };
+  const up = new Map<string, number[]>(setups.map((s) => [s.name, []]));
+  const down = new Map<string, number[]>(setups.map((s) => [s.name, []]));
+  for (let i = 0; i < runs; i++) {
+    for (const s of setups) {
+      up.get(s.name)!.push(s.up());
+      down.get(s.name)!.push(s.down());
+    }
+  }
+  return new Map(setups.map((s) => [s.name, { up: median(up.get(s.name)!), down: median(down.get(s.name)!) }]));
 }
 
 /** A namespace with socat servers: 5002 a sink, 5001 `size` bytes of zeros per connection. */
@@ -45,7 +61,7 @@ function serverNs(name: string, size: number): string {
   return ns;
 }
 
-async function slirp(mtu: number, size: number, runs: number, ports: [number, number]): Promise<Rates> {
+async function slirp(mtu: number, size: number, ports: [number, number]): Promise<Setup> {
   const ns = serverNs(`slirp${mtu}`, size);
   const sock = `/tmp/nlbench-${process.pid}-${mtu}.sock`;
   if (existsSync(sock)) rmSync(sock);
@@ -56,43 +72,46 @@ async function slirp(mtu: number, size: number, runs: number, ports: [number, nu
     sh('', `printf '%s' '${req}' | socat -t 2 - UNIX-CONNECT:${sock}`);
   }
   await new Promise((r) => setTimeout(r, 300));
-  const r = measure(runs, () => upload(ports[1], size), () => socatDown(ports[0], size));
-  await stopAll();
-  rmSync(sock, { force: true });
-  return r;
+  return { name: `slirp4netns MTU ${mtu}`, up: () => upload(ports[1], size), down: () => socatDown(ports[0], size) };
 }
 
-async function pasta(size: number, runs: number, ports: [number, number]): Promise<Rates> {
+async function pasta(size: number, ports: [number, number]): Promise<Setup> {
   const ns = serverNs('pasta', size);
   launch('', ['pasta', '--runas', '0', '--config-net', '-f', '-t', `127.0.0.1/${ports[0]}:5001`, '-t', `127.0.0.1/${ports[1]}:5002`, '--netns', `/run/netns/${ns}`]);
   await new Promise((r) => setTimeout(r, 1000));
-  const r = measure(runs, () => upload(ports[1], size), () => socatDown(ports[0], size));
-  await stopAll();
-  return r;
+  return { name: 'pasta', up: () => upload(ports[1], size), down: () => socatDown(ports[0], size) };
 }
 
-async function lab(size: number, runs: number, ports: [number, number]): Promise<Rates> {
-  const p = launch('', [NODE, CLI, '--no-capture', 'redirect', `tcp:${ports[0]}:10.10.10.33:80`, `tcp:${ports[1]}:10.10.10.33:9`, '--nic', 'virtio', '--for', '900']);
+async function lab(size: number, ports: [number, number]): Promise<Setup> {
+  const p = launch('', [NODE, CLI, '--no-capture', 'redirect', `tcp:${ports[0]}:10.10.10.33:80`, `tcp:${ports[1]}:10.10.10.33:9`, '--nic', 'virtio', '--for', '1800']);
   await waitText(p, 'ready:', 30_000);
-  const r = measure(runs, () => upload(ports[1], size), () => curlDownload('', `http://127.0.0.1:${ports[0]}/bytes/${size}`, size));
-  await stopAll();
-  return r;
+  return { name: 'lab', up: () => upload(ports[1], size), down: () => curlDownload('', `http://127.0.0.1:${ports[0]}/bytes/${size}`, size) };
 }
 
 export async function benchUserNetRefs(size: number, runs: number): Promise<BenchResult[]> {
   if (process.getuid?.() !== 0) return [{ name: 'usernet references', value: NaN, unit: 'need root (namespaces): sudo npm run bench -- usernet' }];
   const have = (t: string): boolean => sh('', `command -v ${t}`).status === 0;
-  const ours = await lab(size, runs, [PORT_BASE, PORT_BASE + 1]);
-  const refs: [string, Rates | null][] = [
-    ['slirp4netns MTU 1500', have('slirp4netns') ? await slirp(1500, size, runs, [PORT_BASE + 2, PORT_BASE + 3]) : null],
-    ['slirp4netns MTU 65520', have('slirp4netns') ? await slirp(65520, size, runs, [PORT_BASE + 2, PORT_BASE + 3]) : null],
-    ['pasta', have('pasta') ? await pasta(size, runs, [PORT_BASE + 2, PORT_BASE + 3]) : null],
-  ];
-  const out: BenchResult[] = [];
-  for (const dir of ['up', 'down'] as const) {
-    const label = dir === 'up' ? 'host→guest' : 'guest→host';
-    const vs = refs.map(([n, r]) => (r ? `${n} ${r[dir].toFixed(0)} (${(ours[dir] / r[dir]).toFixed(2)})` : `${n}: not installed`)).join('; ');
-    out.push({ name: `lab redirect virtio ${label}`, value: ours[dir], unit: `MB/s  vs ${vs}` });
+  const refNames = ['slirp4netns MTU 1500', 'slirp4netns MTU 65520', 'pasta'];
+  try {
+    const setups: Setup[] = [await lab(size, [PORT_BASE, PORT_BASE + 1])];
+    if (have('slirp4netns')) {
+      setups.push(await slirp(1500, size, [PORT_BASE + 2, PORT_BASE + 3]));
+      setups.push(await slirp(65520, size, [PORT_BASE + 4, PORT_BASE + 5]));
+    }
+    if (have('pasta')) setups.push(await pasta(size, [PORT_BASE + 6, PORT_BASE + 7]));
+    const rates = measureAll(setups, runs);
+    const ours = rates.get('lab')!;
+    const out: BenchResult[] = [];
+    for (const dir of ['up', 'down'] as const) {
+      const label = dir === 'up' ? 'host→guest' : 'guest→host';
+      const vs = refNames.map((n) => {
+        const r = rates.get(n);
+        return r ? `${n} ${r[dir].toFixed(0)} (${(ours[dir] / r[dir]).toFixed(2)})` : `${n}: not installed`;
+      }).join('; ');
+      out.push({ name: `lab redirect virtio ${label}`, value: ours[dir], unit: `MB/s  vs ${vs}` });
+    }
+    return out;
+  } finally {
+    await stopAll();
   }
-  return out;
 }
