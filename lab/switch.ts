@@ -45,7 +45,8 @@ interface Entry {
 export class LearningSwitch {
   private readonly ports: FramePort[] = [];
   private readonly names: string[] = [];
-  private readonly table = new Map<string, Entry>();
+  /** Keyed by the 48-bit MAC as a number: no string per frame on the forwarding path. */
+  private readonly table = new Map<number, Entry>();
   readonly stats: SwitchStats = { forwarded: 0, flooded: 0, filtered: 0, learned: 0, aged: 0, drops: 0, oversize: 0, gsoCut: 0, gsoSegments: 0 };
   readonly maxEntries = 4096;
 
@@ -67,8 +68,8 @@ export class LearningSwitch {
     return index;
   }
 
-  private key(frame: Uint8Array, offset: number): string {
-    return formatMac(frame, offset);
+  private key(frame: Uint8Array, offset: number): number {
+    return (frame[offset]! * 0x10000 + ((frame[offset + 1]! << 8) | frame[offset + 2]!)) * 0x1000000 + ((frame[offset + 3]! << 16) | (frame[offset + 4]! << 8) | frame[offset + 5]!);
   }
 
   private input(from: number, frame: Uint8Array): boolean {
@@ -84,9 +85,9 @@ export class LearningSwitch {
         if (this.table.size >= this.maxEntries) this.age(now, true);
         this.table.set(src, { port: from, seen: now });
         this.stats.learned++;
-        if (this.debug.on) this.debug.debug(`learned ${src} on ${this.names[from]}`);
+        if (this.debug.on) this.debug.debug(`learned ${macName(src)} on ${this.names[from]}`);
       } else {
-        if (e.port !== from && this.debug.on) this.debug.debug(`${src} moved ${this.names[e.port]} → ${this.names[from]}`);
+        if (e.port !== from && this.debug.on) this.debug.debug(`${macName(src)} moved ${this.names[e.port]} → ${this.names[from]}`);
         e.port = from; // a station that moved (or a VM restarted behind another port)
         e.seen = now;
       }
@@ -96,7 +97,7 @@ export class LearningSwitch {
       if (e && now - e.seen <= this.agingMs) {
         if (e.port === from) {
           this.stats.filtered++; // both ends on the same segment: nothing to do
-          if (this.debug.on) this.debug.debug(`filtered ${this.key(frame, 0)}: destination on the port it came from (${this.names[from]})`);
+          if (this.debug.on) this.debug.debug(`filtered ${formatMac(frame, 0)}: destination on the port it came from (${this.names[from]})`);
           return true;
         }
         this.stats.forwarded++;
@@ -105,7 +106,7 @@ export class LearningSwitch {
       }
     }
     this.stats.flooded++;
-    if (this.debug.on) this.debug.debug(`flood ${this.key(frame, 0)} from ${this.names[from]}, ${frame.length} bytes`);
+    if (this.debug.on) this.debug.debug(`flood ${formatMac(frame, 0)} from ${this.names[from]}, ${frame.length} bytes`);
     for (let i = 0; i < this.ports.length; i++) if (i !== from) this.output(i, frame);
     return true;
   }
@@ -148,7 +149,7 @@ export class LearningSwitch {
       if (force || now - e.seen > this.agingMs) {
         this.table.delete(k);
         this.stats.aged++;
-        if (this.debug.on) this.debug.debug(`aged out ${k}${force ? ' (table full)' : ''}`);
+        if (this.debug.on) this.debug.debug(`aged out ${macName(k)}${force ? ' (table full)' : ''}`);
         if (force) return;
       }
     }
@@ -158,8 +159,15 @@ export class LearningSwitch {
   macTable(): { mac: string; port: string; ageMs: number }[] {
     const now = this.clock.now();
     this.age(now);
-    return [...this.table.entries()].map(([mac, e]) => ({ mac, port: this.names[e.port]!, ageMs: now - e.seen }));
+    return [...this.table.entries()].map(([mac, e]) => ({ mac: macName(mac), port: this.names[e.port]!, ageMs: now - e.seen }));
   }
+}
+
+/** A MAC table key back as `aa:bb:cc:dd:ee:ff`. */
+function macName(key: number): string {
+  const b = new Uint8Array(6);
+  for (let i = 5, k = key; i >= 0; i--, k = Math.floor(k / 256)) b[i] = k % 256;
+  return formatMac(b);
 }
 
 /** A TCP/IPv4 frame whose IP datagram fits a GSO frame (what a GSO-taking receiver accepts). */

@@ -46,6 +46,20 @@ describe('learning switch', () => {
     expect(got[1]).toEqual([1, 3]);
     expect(sw.stats).toMatchObject({ flooded: 2, forwarded: 1, learned: 3 });
     expect(sw.macTable().map((e) => e.port).sort()).toEqual(['p0', 'p1', 'p2']);
+    expect(sw.macTable().map((e) => e.mac).sort()).toEqual(['02:00:00:00:00:01', '02:00:00:00:00:02', '02:00:00:00:00:03']);
+    // Every bit of a 48-bit address survives the table's numeric key (a locally administered,
+    // high-bit-heavy one here, as unicast, and then found again as a destination).
+    const odd = frame(9, 0);
+    odd.set([0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54], 6);
+    stations[0]!.send(odd);
+    clock.runUntil(() => false, 1);
+    expect(sw.macTable().map((e) => e.mac)).toContain('fe:dc:ba:98:76:54');
+    const back = frame(9, 2);
+    back.set([0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54], 0);
+    const before = sw.stats.forwarded;
+    stations[1]!.send(back);
+    clock.runUntil(() => false, 1);
+    expect(sw.stats.forwarded).toBe(before + 1);
   });
 
   it('ages entries out and floods again', () => {
