@@ -71,8 +71,20 @@ export function bridgeTcp(socket: Socket, conn: TcpConnection, onDone: (why: str
   }));
 
   conn.onSent = () => pushToGuest();
+  // Everything the guest's segments deliver in one turn of the event loop goes to the kernel in
+  // one writev (cork now, uncork after the turn) instead of one write(2) per segment.
+  let corked = false;
+  const uncork = (): void => {
+    corked = false;
+    if (!socket.destroyed) socket.uncork();
+  };
   conn.onData = (d) => {
     stats.toHost += d.length;
+    if (!corked && !socket.destroyed) {
+      corked = true;
+      socket.cork();
+      setImmediate(uncork);
+    }
     // Copy: the stack may reuse its buffers; the socket keeps ours until written.
     const flushed = socket.write(Buffer.from(d), guard('tcp bridge written', () => {
       // Written to the kernel: the window may reopen by that much.
