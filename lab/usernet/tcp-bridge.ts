@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import type { TcpConnection } from '../../net/tcp/connection.js';
+import { batchThisTurn } from '../socket-batch.js';
 
 /**
  * Splice a host socket and a stack TCP connection, both ways, with backpressure at each end:
@@ -71,20 +72,10 @@ export function bridgeTcp(socket: Socket, conn: TcpConnection, onDone: (why: str
   }));
 
   conn.onSent = () => pushToGuest();
-  // Everything the guest's segments deliver in one turn of the event loop goes to the kernel in
-  // one writev (cork now, uncork after the turn) instead of one write(2) per segment.
-  let corked = false;
-  const uncork = (): void => {
-    corked = false;
-    if (!socket.destroyed) socket.uncork();
-  };
   conn.onData = (d) => {
     stats.toHost += d.length;
-    if (!corked && !socket.destroyed) {
-      corked = true;
-      socket.cork();
-      setImmediate(uncork);
-    }
+    // What the guest's segments deliver in one turn leaves in one writev, not a write(2) each.
+    batchThisTurn(socket);
     // Copy: the stack may reuse its buffers; the socket keeps ours until written.
     const flushed = socket.write(Buffer.from(d), guard('tcp bridge written', () => {
       // Written to the kernel: the window may reopen by that much.

@@ -5,6 +5,7 @@ import { isIPv6 } from 'node:net';
 import { emptyStats, MAX_FRAME, MIN_FRAME, type FramePort, type FramePortStats, type FrameReceiver } from '../../net/frame-port.js';
 import { encodeStreamFrame, StreamDeframer } from './framing.js';
 import type { SocketAddr, VmSocketSpec } from './spec.js';
+import { batchThisTurn } from '../socket-batch.js';
 
 /**
  * A VM's socket netdev as a FramePort (the contract in net/frame-port.ts): the lab's end of QEMU's
@@ -62,7 +63,6 @@ class StreamVmPort implements VmSocketPort {
   private server: Server | null = null;
   private closed = false;
   private retry: NodeJS.Timeout | null = null;
-  private corked = false;
   private resolveConnected!: () => void;
   readonly connected: Promise<void>;
 
@@ -175,16 +175,8 @@ class StreamVmPort implements VmSocketPort {
       this.stats.txDrops++;
       return false;
     }
-    // Frames sent in one burst (the replies to one read's worth of frames) leave in one writev:
-    // corked until the burst's synchronous work is done.
-    if (!this.corked) {
-      this.corked = true;
-      s.cork();
-      process.nextTick(() => {
-        this.corked = false;
-        s.uncork();
-      });
-    }
+    // Frames sent in one burst (the replies to one read's worth of frames) leave in one writev.
+    batchThisTurn(s);
     s.write(encodeStreamFrame(frame));
     this.stats.txFrames++;
     this.stats.txBytes += frame.length;
