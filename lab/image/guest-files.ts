@@ -12,8 +12,8 @@ import type { NicModelKey } from './nic-modules.js';
 
 /** The line the lab waits for on the serial console. */
 export const READY_MARKER = 'netlab-linux: ready';
-/** The ready line's fields, in the order the init prints them; `kernel=` is last. */
-const READY_FIELDS = ['net', 'driver', 'mac', 'ip', 'kernel'] as const;
+/** The ready line's fields (the init prints them in this order; `kernel=` is last). */
+const READY_FIELD = /\b(net|driver|mac|ip|kernel)=(\S+)/g;
 /**
  * A kernel log record as the serial console prints it (`[    9.123] text` and its line end). The
  * console prints a record wherever the cursor is, so one can land in the middle of the init's
@@ -33,11 +33,7 @@ export function parseReadyLine(text: string): { line: string; fields: Record<str
   const end = /\bkernel=\S+(?=\r?\n)/.exec(rest);
   if (!end) return null;
   const line = rest.slice(0, end.index + end[0].length).replace(/\s+/g, ' ');
-  const fields: Record<string, string> = {};
-  for (const name of READY_FIELDS) {
-    const m = new RegExp(`\\b${name}=(\\S+)`).exec(line);
-    if (m) fields[name] = m[1]!;
-  }
+  const fields = Object.fromEntries([...line.matchAll(READY_FIELD)].map((m) => [m[1]!, m[2]!]));
   return { line, fields };
 }
 

@@ -40,7 +40,7 @@ export async function linuxGuestInThread(spec: LinuxThreadGuest, o: LinuxThreadO
   let t0 = 0;
   const guest: LinuxGuest = {
     name: spec.name,
-    ready: t.linuxReady.then((r) => (r.ok ? { ok: true as const, value: { line: r.line, fields: r.fields, seconds: r.seconds } } : r)),
+    ready: t.linuxReady,
     uptime: () => (t0 ? (performance.now() - t0) / 1000 : 0),
     type: (text) => t.consoleInput(Buffer.from(text, 'latin1')),
     nicCounters: () => {

@@ -1,6 +1,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { NicModel, VmConfig } from '../../src/config/types.js';
 import type { VmState } from '../../src/vmm/vm.js';
+import type { LinuxReadyResult } from '../v86-linux.js';
 import type { RingPortSpec } from './ring-port.js';
 
 /**
@@ -57,7 +58,7 @@ export type FromVm =
   | { t: 'failed-to-start'; errors: string[] }
   | { t: 'network-ready' }
   /** A Linux guest's init printed its ready line (or a device failed first). */
-  | { t: 'linux-ready'; ready: { ok: true; line: string; fields: Record<string, string>; seconds: number } | { ok: false; error: string } }
+  | { t: 'linux-ready'; ready: LinuxReadyResult }
   | { t: 'console'; text: string }
   | { t: 'status'; status: VmStatus; final: boolean };
 

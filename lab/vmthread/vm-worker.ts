@@ -135,7 +135,7 @@ async function runLinux(spec: LinuxThreadGuest): Promise<void> {
   const state = (): VmStatus['state'] => (guest.failed() ? 'failed' : stopped ? 'stopped' : 'running');
   const status = (): VmStatus => ({ name: spec.name, state: state(), nics: [{ id: nic.id, counters: nic.counters() }], telemetry: guest.report(), captureLost: wiring.mirror?.lost ?? 0 });
   post({ t: 'ready', nics: [{ id: nic.id, model: nic.model, mac: [...nic.mac] }], networkError: null, status: status() });
-  void guest.ready.then((r) => post({ t: 'linux-ready', ready: r.ok ? { ok: true, ...r.value } : r }));
+  void guest.ready.then((ready) => post({ t: 'linux-ready', ready }));
   const decoder = new TextDecoder('latin1');
   serve(status, state, (bytes) => guest.type(decoder.decode(bytes)), async () => {
     stopped = true;
