@@ -230,6 +230,11 @@ export abstract class TcpInput extends TcpAckProcessing {
    * idle for an RTO); at once when more than one full-sized segment is pending, whether the
    * segments were full-sized or not (a 4 KiB writer's 1448 + 1448 + 1200 ACKed on the second);
    * otherwise after the delayed-ACK time.
+   *
+   * "At once" for in-order data outside quick-ACK mode means at the end of the burst being taken
+   * in (a zero-delay timer: after the frames that arrived together, before any later ones), so a
+   * burst of segments is acknowledged by one ACK — what a Linux receiver sends when its NIC driver
+   * merged the burst with GRO. Out-of-order data, gap fills and duplicates still ACK at once.
    */
   protected ackPolicy(len: number): void {
     const now = this.host.clock.now();
@@ -238,8 +243,11 @@ export abstract class TcpInput extends TcpAckProcessing {
     const cap = this.ourMss - (this.tsEnabled ? TS_OPTION_BYTES : 0);
     if (len > this.rcvMss) this.rcvMss = Math.min(len, cap);
     this.bytesSinceAck += len;
-    if (this.quickAcks > 0 || this.bytesSinceAck > this.rcvMss) this.ackNow = true;
-    else this.delackTimer.ensure(this.config.delayedAckMs);
+    if (this.quickAcks > 0) this.ackNow = true;
+    else if (this.bytesSinceAck > this.rcvMss) {
+      this.ackAtBurstEnd = true;
+      this.delackTimer.set(0);
+    } else this.delackTimer.ensure(this.config.delayedAckMs);
   }
 
   /** A duplicate segment arrived: the next ACK reports [start, end) in a D-SACK block (RFC 2883). */

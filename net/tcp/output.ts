@@ -382,6 +382,7 @@ export abstract class TcpOutput extends TcpControlBlock {
       if (this.quickAcks > 0 && this.rcvNxt !== this.lastAckSent) this.quickAcks--;
       this.lastAckSent = this.rcvNxt;
       this.bytesSinceAck = 0;
+      this.ackAtBurstEnd = false;
       this.delackTimer.cancel();
     }
     // RFC 9293 §3.8.5 (MUST-30, MUST-62): while urgent data is unacknowledged, every segment

@@ -43,6 +43,8 @@ export interface TcpStats {
   zeroWindowProbes: number;
   keepaliveProbes: number;
   delayedAcks: number;
+  /** ACKs for two or more segments sent at the end of the burst that brought them (one per burst). */
+  burstAcks: number;
   /** ACKs that reported a duplicate segment with a D-SACK block (RFC 2883). */
   dsacksOut: number;
   /** ACKs that carried a D-SACK block. */
@@ -101,6 +103,7 @@ export function emptyTcpStats(): TcpStats {
     zeroWindowProbes: 0,
     keepaliveProbes: 0,
     delayedAcks: 0,
+    burstAcks: 0,
     dsacksOut: 0,
     dsacksIn: 0,
     spuriousRetransmitsUndone: 0,

@@ -275,6 +275,8 @@ export abstract class TcpControlBlock {
    * "more than one full-sized segment pending" is measured against it.
    */
   protected rcvMss = TCP_DEFAULT_MSS;
+  /** The delayed-ACK timer is set to fire at the end of the current burst (see ackPolicy). */
+  protected ackAtBurstEnd = false;
   /** Segments still to be ACKed at once (Linux's quick-ACK mode, after the start and after idle). */
   protected quickAcks = 0;
   /** When in-order data last arrived, or null before any. */

@@ -148,7 +148,8 @@ export abstract class TcpTimers extends TcpOutput {
 
   protected onDelayedAck(): void {
     if (this.isClosed()) return;
-    this.host.stats.delayedAcks++;
+    if (this.ackAtBurstEnd) this.host.stats.burstAcks++;
+    else this.host.stats.delayedAcks++;
     this.sendAck();
   }
 

@@ -97,3 +97,49 @@ describe('timestamps and PAWS (RFC 7323)', () => {
     expect(net.trace.filter((e) => e.from === 'b')).toHaveLength(0); // silently
   });
 });
+
+describe('ACKs for in-order data (RFC 5681 §4.2, as a Linux receiver with GRO)', () => {
+  function ackCount(net: TestNet, t0: number): { n: number; times: number[] } {
+    const acks = net.trace.filter((e) => e.from === 'b' && e.t >= t0 && e.seg.payload.length === 0);
+    return { n: acks.length, times: acks.map((e) => e.t) };
+  }
+
+  it('a burst of segments that arrives together is acknowledged once, at once, after the burst', () => {
+    const net = new TestNet({ path: { delayMs: 5 } });
+    const { client, server } = establish(net);
+    const sink = new Sink(server);
+    client.noDelay = true;
+    client.write(randomBytes(64 * 1024, 7)); // leave quick-ACK mode
+    net.run(() => client.sendQueued === 0, 5000, 'warm-up');
+    net.clock.advance(1);
+    const mss = client.info().sendMss;
+    const t0 = net.clock.now();
+    client.write(randomBytes(8 * mss, 8));
+    net.run(() => client.sendQueued === 0, 5000, 'burst');
+    const { n, times } = ackCount(net, t0);
+    expect(n).toBe(1);
+    expect(times[0]).toBe(t0 + 5); // when the burst arrived: no delayed-ACK wait
+    expect(net.b.stats.burstAcks).toBeGreaterThan(0);
+    expect(sink.received).toBe(64 * 1024 + 8 * mss);
+  });
+
+  it('segments that arrive one by one are acknowledged every second segment, as each pair completes', () => {
+    // 1448-byte segments at 1448 bytes/ms: one arrives every millisecond.
+    const net = new TestNet({ path: { delayMs: 5, bytesPerMs: 1500 } });
+    const { client, server } = establish(net);
+    new Sink(server);
+    client.noDelay = true;
+    client.write(randomBytes(64 * 1024, 9));
+    net.run(() => client.sendQueued === 0, 20_000, 'warm-up');
+    net.clock.advance(100);
+    net.clock.advance(1);
+    const mss = client.info().sendMss;
+    const t0 = net.clock.now();
+    client.write(randomBytes(8 * mss, 10));
+    net.run(() => client.sendQueued === 0, 5000, 'paced');
+    const arrivals = net.trace.filter((e) => e.from === 'a' && e.t >= t0 && e.seg.payload.length > 0).map((e) => e.t);
+    const { n } = ackCount(net, t0);
+    expect(arrivals.length).toBe(8);
+    expect(n).toBe(4);
+  });
+});
