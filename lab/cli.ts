@@ -437,6 +437,7 @@ async function upCommand(tap: string, opts: UpCliOptions, g: GlobalOptions): Pro
   else say(`ready: guests at ${lab.guests.map((gu) => gu.addr).join(', ')} on ${tap}; address the host side yourself (Ctrl-C stops)\n`);
   const counters = (): void => {
     process.stdout.write(`${tap}: rx ${lab.tap.stats.rxFrames} frames ${lab.tap.stats.rxBytes} bytes, tx ${lab.tap.stats.txFrames} frames ${lab.tap.stats.txBytes} bytes, drops ${lab.tap.stats.txDrops}\n`);
+    if (lab.tap.gso) process.stdout.write(`${tap} offloads: ${Object.entries(lab.tap.offloadStats).map(([k, v]) => `${k}=${v}`).join(' ')}\n`);
     process.stdout.write(`switch: ${Object.entries(lab.sw.stats).map(([k, v]) => `${k}=${v}`).join(' ')}\n`);
     for (const v of vmSockets) process.stdout.write(`${vmSocketLine(v)}\n`);
     printGuests(lab.guests.map((gu) => gu.status()));

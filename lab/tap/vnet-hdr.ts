@@ -52,17 +52,18 @@ export function readVnetHeader(record: Uint8Array): VnetInfo {
  * A frame longer than the 1500-byte MTU is a GSO frame (the FramePort contract lets only TCP/IPv4
  * segments be so): gso_type TCPV4 with the segment size the MTU leaves, and NEEDS_CSUM with the
  * pseudo-header sum in the TCP checksum field (in the copy), as Linux's own virtio_net_hdr_from_skb
- * writes, so the kernel treats it as a CHECKSUM_PARTIAL packet of its own. Returns the byte count,
- * or 0 when a frame over the MTU is not a well-formed TCP/IPv4 segment.
+ * writes, so the kernel treats it as a CHECKSUM_PARTIAL packet of its own. `gsoSize` makes any
+ * TCP/IPv4 frame a GSO frame of that segment size (segments merged by tcp-gro.ts). Returns the
+ * byte count, or 0 when a GSO frame is not a well-formed TCP/IPv4 segment.
  */
-export function encodeVnetFrame(frame: Uint8Array, out: Uint8Array): number {
+export function encodeVnetFrame(frame: Uint8Array, out: Uint8Array, gsoSize = 0): number {
   out.fill(0, 0, VNET_HDR_LEN);
   out.set(frame, VNET_HDR_LEN);
   const total = VNET_HDR_LEN + frame.length;
-  if (frame.length <= ETH_HLEN + 1500) return total;
+  if (frame.length <= ETH_HLEN + 1500 && gsoSize === 0) return total;
   const l: Tcpv4Layout | null = tcpv4Layout(frame);
   if (!l) return 0;
-  const mss = 1500 - (l.hdrLen - ETH_HLEN);
+  const mss = gsoSize > 0 ? gsoSize : 1500 - (l.hdrLen - ETH_HLEN);
   const dv = new DataView(out.buffer, out.byteOffset, VNET_HDR_LEN);
   dv.setUint8(0, VNET_F_NEEDS_CSUM);
   dv.setUint8(1, VNET_GSO_TCPV4);
