@@ -23,8 +23,6 @@ type IoctlInt = (fd: number, request: number, arg: number) => number;
 let ioctlPtr: IoctlPtr | null = null;
 let ioctlInt: IoctlInt | null = null;
 let errnoFn: (() => number) | null = null;
-type PollFn = ((fds: Buffer, n: number, timeoutMs: number) => number) & { async: (fds: Buffer, n: number, timeoutMs: number, cb: (err: unknown, res: number) => void) => void };
-let pollFn: PollFn | null = null;
 
 function libc(): { ptr: IoctlPtr; int: IoctlInt; errno: () => number } {
   if (!ioctlPtr || !ioctlInt || !errnoFn) {
@@ -33,7 +31,6 @@ function libc(): { ptr: IoctlPtr; int: IoctlInt; errno: () => number } {
     ioctlInt = lib.func('int ioctl(int fd, unsigned long request, unsigned long arg)') as IoctlInt;
     const loc = lib.func('int *__errno_location()') as () => unknown;
     errnoFn = () => (koffi.decode(loc(), 'int') as number);
-    pollFn = lib.func('int poll(_Inout_ uint8_t *fds, unsigned long nfds, int timeout)') as unknown as PollFn;
   }
   return { ptr: ioctlPtr, int: ioctlInt, errno: errnoFn };
 }
@@ -51,7 +48,7 @@ export function openTap(name: string, options: { vnetHdr?: number; offload?: num
   if (Buffer.byteLength(name) >= IFNAMSIZ) return { ok: false, code: 'EINVAL', message: `interface name "${name}" is longer than 15 bytes` };
   let fd: number;
   try {
-    // Non-blocking: reads are driven by poll(2) (see tap-port.ts), so no thread ever sits in read().
+    // Non-blocking: the reader thread sleeps in poll(2) (tap-reader-worker.ts), never in read().
     fd = openSync('/dev/net/tun', constants.O_RDWR | constants.O_NONBLOCK);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
@@ -81,33 +78,4 @@ export function openTap(name: string, options: { vnetHdr?: number; offload?: num
 /** Make the device outlive (or not) the file descriptor, like `ip tuntap add … mode tap`. */
 export function setPersist(fd: number, persist: boolean): boolean {
   return libc().int(fd, TUNSETPERSIST, persist ? 1 : 0) >= 0;
-}
-
-const POLLIN = 0x0001;
-
-/**
- * Wait (off the event loop, on a worker thread) until `fd` is readable or `timeoutMs` passes.
- * The timeout bounds how long a worker can be busy after the lab decides to stop.
- */
-export class FdPoller {
-  /** struct pollfd, kept alive for as long as a worker may be writing revents into it. */
-  private readonly pfd = Buffer.alloc(8);
-  private busy = false;
-
-  constructor(fd: number) {
-    libc();
-    this.pfd.writeInt32LE(fd, 0);
-    this.pfd.writeInt16LE(POLLIN, 4);
-  }
-
-  /** Call `cb` once `fd` is readable or `timeoutMs` passed; one wait at a time. */
-  wait(timeoutMs: number, cb: (readable: boolean) => void): void {
-    if (this.busy) return;
-    this.busy = true;
-    this.pfd.writeInt16LE(0, 6);
-    pollFn!.async(this.pfd, 1, timeoutMs, (err, res) => {
-      this.busy = false;
-      cb(!err && res > 0);
-    });
-  }
 }
