@@ -141,6 +141,11 @@ export class TcpLayer implements TransportProtocol, ConnectionHost {
   onNewConnection: ((conn: TcpConnection) => void) | null = null;
 
   private readonly conns = new Map<string, TcpConnection>();
+  /**
+   * The connection the last segment went to: a bulk stream's segments find it by comparing four
+   * numbers instead of building the map's string key per segment. Cleared whenever `conns` changes.
+   */
+  private lastConn: TcpConnection | null = null;
   private readonly listeners = new Map<number, TcpListener[]>();
   /** One bounded queue for every half-open connection the accept-any hook accepted. */
   private readonly acceptAnyQueue: SynQueue;
@@ -256,6 +261,7 @@ export class TcpLayer implements TransportProtocol, ConnectionHost {
   detach(conn: TcpConnection): void {
     const key = connKey(conn.localAddr, conn.localPort, conn.remoteAddr, conn.remotePort);
     if (this.conns.get(key) === conn) this.conns.delete(key);
+    this.lastConn = null;
     const h = conn.owner as HalfOpen | null;
     if (h) {
       leaveQueue(conn, h);
@@ -307,8 +313,9 @@ export class TcpLayer implements TransportProtocol, ConnectionHost {
       if (this.debug.on) this.debug.debug(`drop (${info.broadcast ? 'broadcast' : 'port 0'}) ${formatIpv4(info.src)}:${seg.srcPort} → ${formatIpv4(info.dst)}:${seg.dstPort}`);
       return;
     }
-    const key = connKey(info.dst, seg.dstPort, info.src, seg.srcPort);
-    let conn = this.conns.get(key);
+    const last = this.lastConn;
+    let conn = last !== null && last.remotePort === seg.srcPort && last.localPort === seg.dstPort && last.remoteAddr === info.src && last.localAddr === info.dst ? last : this.conns.get(connKey(info.dst, seg.dstPort, info.src, seg.srcPort));
+    this.lastConn = conn ?? null;
     if (conn && conn.state === 'TIME_WAIT' && (seg.flags & (TH_SYN | TH_ACK | TH_RST)) === TH_SYN && conn.acceptsNewSyn(seg)) {
       // A new incarnation may reuse a TIME-WAIT 4-tuple (RFC 9293 §3.10.7.4 note, RFC 6191).
       conn.finish(null);
@@ -562,6 +569,7 @@ export class TcpLayer implements TransportProtocol, ConnectionHost {
     const config = { ...this.config, ...options };
     const conn = new TcpConnection(this, config, localAddr, localPort, remoteAddr, remotePort, passive, iss);
     this.conns.set(connKey(localAddr, localPort, remoteAddr, remotePort), conn);
+    this.lastConn = null;
     this.onNewConnection?.(conn);
     return conn;
   }
