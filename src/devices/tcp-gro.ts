@@ -21,6 +21,8 @@ const ETH_HLEN = 14;
 const IP_AT = ETH_HLEN;
 const TCP_ACK = 0x10;
 const TCP_PSH = 0x08;
+/** The largest frame merged: a 1500-byte MTU and the Ethernet header. */
+const MTU_FRAME = ETH_HLEN + 1500;
 
 /**
  * What leaves: a frame; the segment size when it is a merge of several (0: one frame, as it came);
@@ -101,6 +103,9 @@ export class TcpCoalescer {
 
   /** The layout and payload sum of a segment GRO would merge, or null. */
   private mergeable(frame: Uint8Array): { tcpAt: number; hdrLen: number; payloadLen: number; payloadSum: number } | null {
+    // Only MTU-sized frames: a GSO frame (a virtio guest's TSO segment) is already as large as a
+    // merge gets, and verifying its checksum would cost a pass over 64 KiB for nothing.
+    if (frame.length > MTU_FRAME) return null;
     const l = tcpv4Layout(frame);
     if (!l || l.tcpAt !== IP_AT + 20) return null; // IP options: not merged (as GRO)
     if ((frame[IP_AT + 6]! & 0x3f) !== 0 || frame[IP_AT + 7] !== 0) return null; // MF or a fragment offset

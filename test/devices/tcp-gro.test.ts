@@ -128,3 +128,18 @@ describe('TCP segment coalescing toward a GSO far end (GRO)', () => {
     expect(out.map((x) => x.segments)).toEqual([2]);
   });
 });
+
+describe('what the coalescer passes through untouched', () => {
+  it('a GSO frame (larger than the MTU) goes out at once, as it came, flushing what was held', () => {
+    const { c, out } = collect();
+    const [a] = cut(frame(2 * 1448, TH_ACK), 1448);
+    const big = frame(20_000, TH_ACK, (0xfffff000 + 1448) >>> 0);
+    c.push(a!);
+    c.push(big);
+    expect(out.map((o) => [o.segments, o.gsoSize, o.frame.length])).toEqual([
+      [1, 0, a!.length],
+      [1, 0, big.length],
+    ]);
+    expect(c.holding).toBe(false);
+  });
+});
