@@ -167,15 +167,14 @@ export function socatDownload(where: string, host: string, port: number, size: n
 }
 
 /**
- * Median of `runs` measurements after one untimed run: the first transfer through a fresh lab
- * pays for V8's compiling and heap sizing and the sockets' buffer autotuning (through the redirect
- * the first 300 MB ran at ~320 MB/s, the next ones at ~500), which is not the path's speed.
+ * Every setup gets one untimed transfer each way before the timed ones: the first transfer through
+ * a fresh lab pays for V8's compiling and heap sizing and the sockets' buffer autotuning (through
+ * the redirect the first 300 MB ran at ~320 MB/s, the next ones at ~500), which is not the path's
+ * speed.
  */
-function medianOf(runs: number, f: () => number): number {
-  f();
-  const v: number[] = [];
-  for (let i = 0; i < runs; i++) v.push(f());
-  return median(v);
+function warmUp(up: () => unknown, down: () => unknown): void {
+  up();
+  down();
 }
 
 function pingStats(where: string, addr: string, count: number): { median: number; p99: number } {
@@ -184,45 +183,95 @@ function pingStats(where: string, addr: string, count: number): { median: number
   return { median: median(times), p99: percentile(times, 99) };
 }
 
+/**
+ * `lab up` over a real TAP, each NIC, against a kernel veth pair between two namespaces. The C-tool
+ * rows (socat uploads to a sink, curl or socat downloads of N bytes) and the pings go round the
+ * setups in turn, run by run, with every lab and the veth pair up at once (idle while another is
+ * measured): on this shared machine the same veth pair ran at 621 MB/s in one run and 997 in
+ * another, so a reference measured minutes apart from the lab moves the ratio more than the lab
+ * does. The Node-client rows (the bench's own client; it limits the fast paths) follow, per setup.
+ */
 export async function benchTap(size: number, runs: number): Promise<BenchResult[]> {
   const out: BenchResult[] = [];
   if (process.getuid?.() !== 0) return [{ name: 'tap', value: NaN, unit: 'needs root (network namespaces): sudo npm run bench' }];
-  // Reference first: a veth pair between two namespaces, the kernel on both ends.
   const a = netns('veth-a');
   const b = netns('veth-b');
-  sh(['ip', 'link', 'add', `nlva${process.pid % 10000}`, 'netns', a, 'type', 'veth', 'peer', 'name', `nlvb${process.pid % 10000}`, 'netns', b]);
-  sh(['ip', 'netns', 'exec', a, 'ip', 'addr', 'add', '172.30.0.1/24', 'dev', `nlva${process.pid % 10000}`]);
-  sh(['ip', 'netns', 'exec', b, 'ip', 'addr', 'add', '172.30.0.2/24', 'dev', `nlvb${process.pid % 10000}`]);
-  sh(['ip', 'netns', 'exec', a, 'ip', 'link', 'set', `nlva${process.pid % 10000}`, 'up']);
-  sh(['ip', 'netns', 'exec', b, 'ip', 'link', 'set', `nlvb${process.pid % 10000}`, 'up']);
-  await start(['ip', 'netns', 'exec', b, NODE, REF, '600'], 'ref-server ready');
-  const ref = await measure(a, '172.30.0.2', { up: 9, down: 80, http: 80 }, size, runs);
-  const refPing = pingStats(a, '172.30.0.2', 200);
-  for (const c of children.splice(0)) await kill(c);
-  // The same pair with C tools on both ends (socat servers: a sink, and N bytes from /dev/zero).
+  const va = `nlva${process.pid % 10000}`;
+  const vb = `nlvb${process.pid % 10000}`;
+  sh(['ip', 'link', 'add', va, 'netns', a, 'type', 'veth', 'peer', 'name', vb, 'netns', b]);
+  sh(['ip', 'netns', 'exec', a, 'ip', 'addr', 'add', '172.30.0.1/24', 'dev', va]);
+  sh(['ip', 'netns', 'exec', b, 'ip', 'addr', 'add', '172.30.0.2/24', 'dev', vb]);
+  sh(['ip', 'netns', 'exec', a, 'ip', 'link', 'set', va, 'up']);
+  sh(['ip', 'netns', 'exec', b, 'ip', 'link', 'set', vb, 'up']);
+  // The veth pair's far end: the Node reference server, and C servers (a sink, N bytes from /dev/zero).
+  await start(['ip', 'netns', 'exec', b, NODE, REF, '900'], 'ref-server ready');
   children.push(spawn('ip', ['netns', 'exec', b, 'socat', '-b', '262144', '-u', 'TCP-LISTEN:5002,reuseaddr,fork', 'OPEN:/dev/null'], { stdio: 'ignore' }));
   children.push(spawn('ip', ['netns', 'exec', b, 'socat', '-b', '262144', '-U', 'TCP-LISTEN:5001,reuseaddr,fork', `SYSTEM:head -c ${size} /dev/zero`], { stdio: 'ignore' }));
-  await new Promise((r) => setTimeout(r, 300));
-  const refC = { up: medianOf(runs, () => socatUpload(a, '172.30.0.2', 5002, size)), down: medianOf(runs, () => socatDownload(a, '172.30.0.2', 5001, size)) };
-  for (const c of children.splice(0)) await kill(c);
-  out.push({ name: 'veth host→guest (C tools)', value: refC.up, unit: 'MB/s  (socat)' });
-  out.push({ name: 'veth guest→host (C tools)', value: refC.down, unit: 'MB/s  (socat)' });
-  out.push({ name: 'veth ping rtt median', value: refPing.median, unit: 'ms' });
-  for (const nic of ['rtl8139', 'virtio', 'ne2k']) {
-    const ns = netns(`tap-${nic}`);
-    await start(['ip', 'netns', 'exec', ns, NODE, CLI, '--no-capture', 'up', 'tap2', '--nic', nic, '--for', '600'], 'ready:');
-    const r = await measure(ns, '172.22.0.2', { up: 9, down: 80, http: 80 }, size, runs);
-    const p = pingStats(ns, '172.22.0.2', 200);
-    const c = { up: medianOf(runs, () => socatUpload(ns, '172.22.0.2', 9, size)), down: medianOf(runs, () => curlDownload(ns, `http://172.22.0.2/bytes/${size}`, size)) };
-    for (const ch of children.splice(0)) await kill(ch);
-    out.push({ name: `tap ${nic} host→guest (C tools)`, value: c.up, unit: `MB/s  (veth ${refC.up.toFixed(0)}; ratio ${(c.up / refC.up).toFixed(3)})` });
-    out.push({ name: `tap ${nic} guest→host (C tools)`, value: c.down, unit: `MB/s  (veth ${refC.down.toFixed(0)}; ratio ${(c.down / refC.down).toFixed(3)})` });
-    out.push({ name: `tap ${nic} host→guest`, value: r.up, unit: `MB/s  (veth ${ref.up.toFixed(0)}; ratio ${(r.up / ref.up).toFixed(3)})` });
-    out.push({ name: `tap ${nic} guest→host`, value: r.down, unit: `MB/s  (veth ${ref.down.toFixed(0)}; ratio ${(r.down / ref.down).toFixed(3)})` });
-    out.push({ name: `tap ${nic} connections`, value: r.cps, unit: `conn/s  (veth ${ref.cps.toFixed(0)}; ratio ${(r.cps / ref.cps).toFixed(2)})` });
-    out.push({ name: `tap ${nic} ping rtt median`, value: p.median, unit: `ms  (veth ${refPing.median.toFixed(3)}; ratio ${(p.median / refPing.median).toFixed(1)})` });
-    out.push({ name: `tap ${nic} ping rtt p99`, value: p.p99, unit: `ms  (veth ${refPing.p99.toFixed(3)})` });
+  const nics = ['rtl8139', 'virtio', 'ne2k'];
+  interface Setup {
+    name: string;
+    up: () => number;
+    down: () => number;
+    ping: () => { median: number; p99: number };
   }
+  const setups: Setup[] = [
+    {
+      name: 'veth',
+      up: () => socatUpload(a, '172.30.0.2', 5002, size),
+      down: () => socatDownload(a, '172.30.0.2', 5001, size),
+      ping: () => pingStats(a, '172.30.0.2', 200),
+    },
+  ];
+  const labNs = new Map<string, string>();
+  for (const nic of nics) {
+    const ns = netns(`tap-${nic}`);
+    labNs.set(nic, ns);
+    await start(['ip', 'netns', 'exec', ns, NODE, CLI, '--no-capture', 'up', 'tap2', '--nic', nic, '--for', '1800'], 'ready:');
+    setups.push({
+      name: nic,
+      up: () => socatUpload(ns, '172.22.0.2', 9, size),
+      down: () => curlDownload(ns, `http://172.22.0.2/bytes/${size}`, size),
+      ping: () => pingStats(ns, '172.22.0.2', 200),
+    });
+  }
+  await new Promise((r) => setTimeout(r, 300));
+  const ups = new Map<string, number[]>(setups.map((x) => [x.name, []]));
+  const downs = new Map<string, number[]>(setups.map((x) => [x.name, []]));
+  const pings = new Map<string, number[]>(setups.map((x) => [x.name, []]));
+  const p99s = new Map<string, number[]>(setups.map((x) => [x.name, []]));
+  for (const x of setups) warmUp(x.up, x.down);
+  for (let i = 0; i < runs; i++) {
+    for (const x of setups) {
+      ups.get(x.name)!.push(x.up());
+      downs.get(x.name)!.push(x.down());
+      const p = x.ping();
+      pings.get(x.name)!.push(p.median);
+      p99s.get(x.name)!.push(p.p99);
+    }
+  }
+  const m = (v: Map<string, number[]>, k: string): number => median(v.get(k)!);
+  const ref = { up: m(ups, 'veth'), down: m(downs, 'veth'), ping: m(pings, 'veth'), p99: m(p99s, 'veth') };
+  out.push({ name: 'veth host→guest (C tools)', value: ref.up, unit: 'MB/s  (socat)' });
+  out.push({ name: 'veth guest→host (C tools)', value: ref.down, unit: 'MB/s  (socat)' });
+  out.push({ name: 'veth ping rtt median', value: ref.ping, unit: 'ms' });
+  for (const nic of nics) {
+    const up = m(ups, nic);
+    const down = m(downs, nic);
+    const ping = m(pings, nic);
+    out.push({ name: `tap ${nic} host→guest (C tools)`, value: up, unit: `MB/s  (veth ${ref.up.toFixed(0)}; ratio ${(up / ref.up).toFixed(3)})` });
+    out.push({ name: `tap ${nic} guest→host (C tools)`, value: down, unit: `MB/s  (veth ${ref.down.toFixed(0)}; ratio ${(down / ref.down).toFixed(3)})` });
+    out.push({ name: `tap ${nic} ping rtt median`, value: ping, unit: `ms  (veth ${ref.ping.toFixed(3)}; ratio ${(ping / ref.ping).toFixed(1)})` });
+    out.push({ name: `tap ${nic} ping rtt p99`, value: m(p99s, nic), unit: `ms  (veth ${ref.p99.toFixed(3)})` });
+  }
+  // The bench's Node client on both ends of each path (it, not the path, is the limit on the fast ones).
+  const nodeRef = await measure(a, '172.30.0.2', { up: 9, down: 80, http: 80 }, size, runs);
+  for (const nic of nics) {
+    const r = await measure(labNs.get(nic)!, '172.22.0.2', { up: 9, down: 80, http: 80 }, size, runs);
+    out.push({ name: `tap ${nic} host→guest (Node client)`, value: r.up, unit: `MB/s  (veth ${nodeRef.up.toFixed(0)}; ratio ${(r.up / nodeRef.up).toFixed(3)})` });
+    out.push({ name: `tap ${nic} guest→host (Node client)`, value: r.down, unit: `MB/s  (veth ${nodeRef.down.toFixed(0)}; ratio ${(r.down / nodeRef.down).toFixed(3)})` });
+    out.push({ name: `tap ${nic} connections`, value: r.cps, unit: `conn/s  (veth ${nodeRef.cps.toFixed(0)}; ratio ${(r.cps / nodeRef.cps).toFixed(2)})` });
+  }
+  for (const c of children.splice(0)) await kill(c);
   return out;
 }
 
@@ -247,10 +296,9 @@ export async function benchThreads(size: number, runs: number): Promise<BenchRes
   const up = new Map<string, number[]>(modes.map((m) => [m.label, []]));
   const down = new Map<string, number[]>(modes.map((m) => [m.label, []]));
   const ping = new Map<string, number[]>(modes.map((m) => [m.label, []]));
-  // One untimed transfer each way per lab first (medianOf says why).
   for (const m of modes) {
-    socatUpload(where.get(m.label)!, '172.22.0.2', 9, size);
-    curlDownload(where.get(m.label)!, `http://172.22.0.2/bytes/${size}`, size);
+    const ns = where.get(m.label)!;
+    warmUp(() => socatUpload(ns, '172.22.0.2', 9, size), () => curlDownload(ns, `http://172.22.0.2/bytes/${size}`, size));
   }
   for (let i = 0; i < runs; i++) {
     for (const m of modes) {
