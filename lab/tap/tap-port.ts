@@ -67,8 +67,9 @@ export class TapPort implements FramePort {
   /** With offloads: the guest's TCP segments sent in one turn, merged before they are written. */
   private readonly coalescer: TcpCoalescer | null;
   private flushQueued = false;
-  /** Whether the last write(2) succeeded (what `send` reports for a frame written at once). */
-  private lastWriteOk = true;
+  /** The frame `send` is handling, and whether it was refused (when written at once, not held). */
+  private sending: Uint8Array | null = null;
+  private sendRefused = false;
 
   private constructor(
     readonly name: string,
@@ -254,8 +255,10 @@ export class TapPort implements FramePort {
     }
     const c = this.coalescer;
     if (!c) return this.write(frame, 0, 1, frame.length);
-    this.lastWriteOk = true;
+    this.sending = frame;
+    this.sendRefused = false;
     c.push(frame);
+    this.sending = null;
     if (c.holding && !this.flushQueued) {
       this.flushQueued = true;
       queueMicrotask(() => {
@@ -263,7 +266,9 @@ export class TapPort implements FramePort {
         c.flush();
       });
     }
-    return this.lastWriteOk;
+    // A held frame is taken; a frame written at once reports its own write (a failed write of
+    // what was held before it is counted there, not charged to this frame).
+    return !this.sendRefused;
   }
 
   /** One write(2) of a frame (a merge of `segments` frames of `bytesIn` bytes when `gsoSize` > 0). */
@@ -273,7 +278,7 @@ export class TapPort implements FramePort {
       const n = encodeVnetFrame(frame, this.txBuf, gsoSize);
       if (n === 0) {
         this.stats.txDrops += segments;
-        return (this.lastWriteOk = false);
+        return this.refused(frame);
       }
       out = this.txBuf.subarray(0, n);
       if (frame.length > 1514 || gsoSize > 0) this.offloadStats.txGsoFrames++;
@@ -284,12 +289,17 @@ export class TapPort implements FramePort {
       // EIO while the interface is down, EINVAL over the MTU, ENOBUFS: the frame is lost.
       this.stats.txDrops += segments;
       if (this.debug.on) this.debug.debug(`${this.name}: tx drop (write: ${(e as NodeJS.ErrnoException).code ?? String(e)}, ${frame.length} bytes${segments > 1 ? `, ${segments} frames merged` : ''})`);
-      return (this.lastWriteOk = false);
+      return this.refused(frame);
     }
     this.stats.txFrames += segments;
     this.stats.txBytes += bytesIn;
     this.offloadStats.txCoalesced += segments - 1;
-    return (this.lastWriteOk = true);
+    return true;
+  }
+
+  private refused(frame: Uint8Array): false {
+    if (frame === this.sending) this.sendRefused = true;
+    return false;
   }
 
   setReceiver(receiver: FrameReceiver | null): void {

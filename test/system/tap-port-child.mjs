@@ -4,6 +4,9 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { TapPort } from '../../dist/lab/tap/tap-port.js';
+import { emitIpv4Header } from '../../dist/net/wire/ipv4.js';
+import { emitTcp } from '../../dist/net/wire/tcp.js';
+import { segmentTcpv4, tcpv4Layout } from '../../dist/src/devices/tcp-gso.js';
 
 const dev = 'nltap0';
 // The plain TAP (no virtio-net header): the contract's raw frames of any size up to 64 KiB.
@@ -44,6 +47,41 @@ await sleep(100);
 const kernelTook = kernelRx() - rxBefore;
 for (const size of [1000, 60000, 65493]) spawnSync('ping', ['-c', '1', '-W', '1', '-s', String(size), '10.9.0.2']);
 await sleep(500);
-console.log(JSON.stringify({ accepted, refused, kernelTook, stats: tap.stats, sizes, oversize: tap.oversize, receiverErrors: tap.receiverErrors, calls }));
+const plain = { accepted, refused, kernelTook, stats: tap.stats, sizes, oversize: tap.oversize, receiverErrors: tap.receiverErrors, calls };
 tap.close();
+
+// A TAP with offloads (as `lab up` opens it): three TCP segments of one flow sent in one turn
+// reach the kernel as one packet; a frame over the MTU that is no TCP segment is refused.
+const dev1 = 'nltap1';
+const o = TapPort.open(dev1);
+if (!o.ok) {
+  console.log(JSON.stringify({ error: o.message }));
+  process.exit(1);
+}
+const gtap = o.port;
+ip('link', 'set', dev1, 'up');
+ip('addr', 'add', '10.9.1.1/24', 'dev', dev1);
+gtap.setReceiver(() => true);
+const kernelRx1 = () => Number(readFileSync(`/sys/class/net/${dev1}/statistics/rx_packets`, 'utf8'));
+const SRC = (10 << 24) | (9 << 16) | (1 << 8) | 2;
+const DST = (10 << 24) | (9 << 16) | (1 << 8) | 1;
+const tcpLen = 20 + 3000;
+const whole = new Uint8Array(14 + 20 + tcpLen);
+whole.set([0x02, 0, 0, 0, 0, 0x09, 0x02, 0, 0, 0, 0, 0x02, 0x08, 0x00]);
+const mac = readFileSync(`/sys/class/net/${dev1}/address`, 'utf8').trim().split(':').map((h) => parseInt(h, 16));
+whole.set(mac, 0);
+emitIpv4Header(whole, 14, { id: 100, ttl: 64, protocol: 6, src: SRC, dst: DST, payloadLength: tcpLen, flagsOffset: 0x4000 });
+emitTcp({ srcPort: 40000, dstPort: 5555, seq: 1000, ack: 1, flags: 0x10, window: 1000, urgent: 0, options: {}, payload: new Uint8Array(3000).fill(1) }, whole, 34, SRC, DST);
+const pieces = segmentTcpv4(whole, tcpv4Layout(whole), 1000);
+await sleep(200);
+const rx1 = kernelRx1();
+const sentPieces = pieces.map((p) => gtap.send(p));
+await sleep(100);
+const notTcp = frame(9000);
+notTcp.set(mac, 0);
+const bigRefused = gtap.send(notTcp);
+await sleep(100);
+const offload = { pieces: pieces.length, sentPieces, kernelPackets: kernelRx1() - rx1, bigRefused, stats: gtap.stats, offloadStats: gtap.offloadStats };
+gtap.close();
+console.log(JSON.stringify({ ...plain, offload }));
 process.exit(0);

@@ -13,13 +13,14 @@ systemSuite([['ip', 'iproute2'], ['ping', 'iputils-ping']], () => {
 });
 
 describe('TapPort and the FramePort contract (real TAP in a test-made namespace)', () => {
-  it('carries 14..65535-byte frames, refuses and counts the rest, counts once, survives a throwing receiver, reads 64 KiB frames whole', () => {
+  it('carries 14..65535-byte frames, refuses and counts the rest, counts once, survives a throwing receiver, reads 64 KiB frames whole; with offloads merges a flow into one kernel packet', () => {
     ns = new Netns();
     const r = ns.run(['node', 'test/system/tap-port-child.mjs'], { timeoutMs: 30_000 });
     const line = r.stdout.toString().trim().split('\n').pop() ?? '';
     const out = JSON.parse(line) as {
       accepted: boolean[]; refused: boolean[]; kernelTook: number; sizes: number[]; oversize: number; receiverErrors: number; calls: number;
       stats: { txFrames: number; txDrops: number; rxFrames: number; rxDrops: number; rxBytes: number };
+      offload: { pieces: number; sentPieces: boolean[]; kernelPackets: number; bigRefused: boolean; stats: { txFrames: number; txDrops: number }; offloadStats: { txCoalesced: number; txGsoFrames: number } };
     };
     expect(out.accepted).toEqual([true, true, true, true, true]);
     expect(out.refused).toEqual([false, false, false]);
@@ -34,6 +35,14 @@ describe('TapPort and the FramePort contract (real TAP in a test-made namespace)
     expect(out.stats.rxFrames).toBe(out.sizes.length);
     expect(out.stats.rxBytes).toBe(out.sizes.reduce((a, b) => a + b, 0));
     expect(out.stats.rxDrops).toBe(1); // the frame whose receiver threw
+    // With offloads: three segments of one flow sent in one turn reach the kernel as one packet
+    // (GRO toward the kernel), counted as three frames sent; a 9000-byte non-TCP frame is refused.
+    expect(out.offload.pieces).toBe(3);
+    expect(out.offload.sentPieces).toEqual([true, true, true]);
+    expect(out.offload.kernelPackets).toBe(1);
+    expect(out.offload.offloadStats).toMatchObject({ txCoalesced: 2, txGsoFrames: 1 });
+    expect(out.offload.bigRefused).toBe(false);
+    expect(out.offload.stats).toMatchObject({ txFrames: 3, txDrops: 1 });
   });
 });
 
