@@ -59,6 +59,14 @@ export interface FramePort {
   readonly gso?: boolean;
   /** Say whether this end's receiver takes GSO frames (the far end's `gso` then reads true). */
   offerGso?(on: boolean): void;
+  /**
+   * True when a GSO frame sent here may carry an unfinished TCP checksum (the pseudo-header sum,
+   * as Linux leaves a CHECKSUM_PARTIAL skb): what is behind this port computes it before anyone
+   * reads the frame, so a stack need not sum 64 KiB for nothing (a virtio-net driver with HOST_TSO4
+   * writes its own partial sum there, and the device recomputes it). Never passed on by a port that
+   * records or reads frames (a capture point): those see finished checksums.
+   */
+  readonly gsoChecksumPartial?: boolean;
 }
 
 /** Largest IPv4 datagram sent as one GSO frame: its Ethernet frame stays within 64 KiB snaplen. */

@@ -179,6 +179,10 @@ export class Stack implements IpLayer {
     return n && n.port.gso === true ? GSO_MAX_IP : 0;
   }
 
+  gsoChecksumPartialFor(dst: Ipv4Addr): boolean {
+    return this.route(dst)?.netif.port.gsoChecksumPartial === true;
+  }
+
   output(d: IpOutput): IpSendResult {
     const r = this.route(d.dst);
     if (!r) {

@@ -628,7 +628,10 @@ export class TcpLayer implements TransportProtocol, ConnectionHost {
     } else {
       buf = new Uint8Array(IP_HEADROOM + len);
     }
-    emitTcp(repr, buf, IP_HEADROOM, src, dst);
+    // A segment beyond the MTU (GSO) to a port that finishes its checksum is left partial: the
+    // pass over up to 64 KiB would be overwritten unread, as Linux leaves it for a TSO device.
+    const partial = len + 20 > this.ip.mtuFor(dst) && this.ip.gsoChecksumPartialFor?.(dst) === true;
+    emitTcp(repr, buf, IP_HEADROOM, src, dst, partial);
     this.stats.segmentsOut++;
     const r = this.ip.output({ src, dst, protocol: IPPROTO_TCP, payload: buf.subarray(IP_HEADROOM), dontFragment: true });
     if (r !== 'sent' && r !== 'queued') {

@@ -251,8 +251,11 @@ export function tcpEncodingLength(repr: TcpRepr): number {
  * Write `repr` into `buf` at `offset` (header, options in the layout Linux uses, payload) with the
  * checksum computed over the IPv4 pseudo-header of `src` → `dst`. Returns the bytes written.
  * Throws RangeError only for a caller error: a buffer too small, or options beyond 40 bytes.
+ * With `partialChecksum`, the field gets only the folded pseudo-header sum (Linux's
+ * CHECKSUM_PARTIAL: summing from the TCP header to the end and complementing finishes it), for a
+ * port that finishes checksums itself (FramePort.gsoChecksumPartial).
  */
-export function emitTcp(repr: TcpRepr, buf: Uint8Array, offset: number, src: Ipv4Addr, dst: Ipv4Addr): number {
+export function emitTcp(repr: TcpRepr, buf: Uint8Array, offset: number, src: Ipv4Addr, dst: Ipv4Addr, partialChecksum = false): number {
   const optLen = tcpOptionsLength(repr.options);
   if (optLen > TCP_MAX_HEADER_LEN - TCP_HEADER_LEN) throw new RangeError(`TCP options too long (${optLen} bytes)`);
   const hlen = TCP_HEADER_LEN + optLen;
@@ -320,7 +323,7 @@ export function emitTcp(repr: TcpRepr, buf: Uint8Array, offset: number, src: Ipv
   const p = repr.payload;
   if (p.buffer !== b.buffer || p.byteOffset !== b.byteOffset + o) b.set(p, o);
   const segment = b.subarray(offset, offset + total);
-  const ck = tcpChecksum(segment, src, dst);
+  const ck = partialChecksum ? foldSum(tcpPseudoSum(src, dst, segment.length)) : tcpChecksum(segment, src, dst);
   b[offset + 16] = ck >> 8;
   b[offset + 17] = ck;
   return total;

@@ -8,6 +8,8 @@ import { emitIpv4Header, parseIpv4 } from '../../net/wire/ipv4.js';
 import { emitEthernetHeader, parseEthernet } from '../../net/wire/ethernet.js';
 import { emitIcmp, ICMP_DEST_UNREACH, ICMP_UNREACH_NEEDFRAG } from '../../net/wire/icmp.js';
 import { collect, sendAll, sha256, type Collected } from './tcp-io.js';
+import { foldSum, internetChecksum, pseudoHeaderSum } from '../../net/wire/checksum.js';
+import { finishTcpv4Checksums, tcpv4Layout } from '../../src/devices/tcp-gso.js';
 
 const ip = (s: string): number => parseAddr(s)!;
 
@@ -180,6 +182,49 @@ describe('IPv4 stack', () => {
     expect(Math.max(...sizesBtoA)).toBeLessThanOrEqual(1514);
     // Far fewer frames than MSS-sized segments would need for the first half.
     expect(before.length).toBeLessThan(size / 2 / 1448 / 4);
+  });
+
+  it('TCP leaves a GSO segment\'s checksum partial only for a port that finishes it; MTU-sized ones are always whole', () => {
+    for (const partialPort of [true, false]) {
+      const { clock, a, b, pa, pb } = pair();
+      pb.offerGso!(true);
+      if (partialPort) Object.defineProperty(pa, 'gsoChecksumPartial', { value: true });
+      const seen = { partial: 0, whole: 0, small: 0 };
+      const sendA = pa.send.bind(pa);
+      pa.send = (f) => {
+        const l = tcpv4Layout(f);
+        if (!l) return sendA(f);
+        const tcp = f.subarray(l.tcpAt);
+        const pseudo = pseudoHeaderSum(f.subarray(26, 30), f.subarray(30, 34), 6, tcp.length);
+        const valid = internetChecksum(tcp, pseudo) === 0;
+        if (f.length <= 1514) {
+          expect(valid).toBe(true);
+          seen.small++;
+          return sendA(f);
+        }
+        if (valid) {
+          seen.whole++;
+          return sendA(f);
+        }
+        // Linux's CHECKSUM_PARTIAL: the folded pseudo-header sum; finished here as a device would.
+        expect((tcp[16]! << 8) | tcp[17]!).toBe(foldSum(pseudo));
+        seen.partial++;
+        const copy = f.slice();
+        finishTcpv4Checksums(copy, l);
+        return sendA(copy);
+      };
+      const size = 1024 * 1024;
+      const data = new Uint8Array(size).map((_, i) => (i * 13 + (i >> 11)) & 0xff);
+      let atServer: Collected | null = null;
+      b.tcp.listen(5003, (c) => (atServer = collect(c)));
+      sendAll(a.tcp.connect(ip('10.0.0.2'), 5003), data);
+      clock.runUntil(() => atServer?.ended === true, 120_000, 10_000_000);
+      expect(sha256(atServer!.bytes())).toBe(sha256(data));
+      expect(seen.small).toBeGreaterThan(0); // the handshake and ACKs
+      if (partialPort) expect(seen).toMatchObject({ whole: 0, partial: expect.any(Number) as number });
+      else expect(seen.partial).toBe(0);
+      expect(partialPort ? seen.partial : seen.whole).toBeGreaterThan(5);
+    }
   });
 
   it('frames on the wire are well-formed IPv4', () => {

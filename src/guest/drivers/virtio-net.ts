@@ -291,6 +291,11 @@ export class VirtioNetPort extends NetDriverPort {
     return this.has(F_HOST_TSO4);
   }
 
+  /** transmitLarge writes its own partial sum over the stack's, and the device recomputes it. */
+  get gsoChecksumPartial(): boolean {
+    return this.has(F_HOST_TSO4);
+  }
+
   private setupQueue(kernel: GuestKernel, index: number): DriverRing | string {
     const { hw, io } = this;
     hw.outw(io + VIRTIO_PCI_QUEUE_SEL, index);
