@@ -55,8 +55,11 @@ export interface IpLayer {
    * when the far end's driver negotiates or resets.
    */
   gsoFor?(dst: Ipv4Addr): number;
-  /** Whether a GSO segment to `dst` may leave its checksum partial (FramePort.gsoChecksumPartial). */
-  gsoChecksumPartialFor?(dst: Ipv4Addr): boolean;
+  /**
+   * Whether a TCP datagram of `datagramLength` bytes to `dst` is a GSO one (beyond the MTU) that
+   * may leave its checksum partial (FramePort.gsoChecksumPartial).
+   */
+  gsoChecksumPartialFor?(dst: Ipv4Addr, datagramLength: number): boolean;
   /** Whether `addr` is one of the stack's own addresses. */
   isLocal(addr: Ipv4Addr): boolean;
   /** Report an ICMP error for a datagram a transport could not deliver (e.g. UDP port unreachable). */

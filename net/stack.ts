@@ -156,12 +156,16 @@ export class Stack implements IpLayer {
 
   /** The route to `dst`: connected first, then the first interface with a default gateway. */
   route(dst: Ipv4Addr): { netif: Netif; nextHop: Ipv4Addr } | null {
-    if (dst === 0xffffffff) {
-      const n = this.netifs.find((x) => x.up);
-      return n ? { netif: n, nextHop: dst } : null;
-    }
-    for (const n of this.netifs) if (n.up && (n.onLink(dst) || dst === n.broadcast)) return { netif: n, nextHop: dst };
-    for (const n of this.netifs) if (n.up && n.gateway !== 0) return { netif: n, nextHop: n.gateway };
+    const n = this.netifFor(dst);
+    if (!n) return null;
+    return { netif: n, nextHop: dst === 0xffffffff || n.onLink(dst) || dst === n.broadcast ? dst : n.gateway };
+  }
+
+  /** The interface `route` picks, without building the route (asked per segment by TCP). */
+  private netifFor(dst: Ipv4Addr): Netif | null {
+    if (dst === 0xffffffff) return this.netifs.find((x) => x.up) ?? null;
+    for (const n of this.netifs) if (n.up && (n.onLink(dst) || dst === n.broadcast)) return n;
+    for (const n of this.netifs) if (n.up && n.gateway !== 0) return n;
     return null;
   }
 
@@ -171,16 +175,17 @@ export class Stack implements IpLayer {
   }
 
   mtuFor(dst: Ipv4Addr): number {
-    return this.route(dst)?.netif.mtu ?? 576;
+    return this.netifFor(dst)?.mtu ?? 576;
   }
 
   gsoFor(dst: Ipv4Addr): number {
-    const n = this.route(dst)?.netif;
+    const n = this.netifFor(dst);
     return n && n.port.gso === true ? GSO_MAX_IP : 0;
   }
 
-  gsoChecksumPartialFor(dst: Ipv4Addr): boolean {
-    return this.route(dst)?.netif.port.gsoChecksumPartial === true;
+  gsoChecksumPartialFor(dst: Ipv4Addr, datagramLength: number): boolean {
+    const n = this.netifFor(dst);
+    return n !== null && datagramLength > n.mtu && n.port.gsoChecksumPartial === true;
   }
 
   output(d: IpOutput): IpSendResult {

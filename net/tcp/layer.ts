@@ -13,6 +13,7 @@ import { formatIpv4, type Ipv4Addr } from '../addr.js';
 import type { Clock } from '../clock.js';
 import { IP_HEADROOM, IPPROTO_TCP, type IpDatagramInfo, type IpLayer, type TransportProtocol } from '../ip-layer.js';
 import { emitTcp, parseTcp, tcpEncodingLength, TCP_MAX_WINSHIFT, TH_ACK, TH_FIN, TH_RST, TH_SYN, type TcpOptions, type TcpRepr } from '../wire/tcp.js';
+import { IPV4_HEADER_LEN } from '../wire/ipv4.js';
 import { DEFAULT_TCP_CONFIG, type TcpConfig, type TcpConnectionOptions } from './config.js';
 import { IsnGenerator } from './isn.js';
 import { TCP_DEFAULT_MSS, TCP_IP_HEADERS, TcpConnection, type ConnectionHost, type PayloadFill } from './connection.js';
@@ -630,7 +631,7 @@ export class TcpLayer implements TransportProtocol, ConnectionHost {
     }
     // A segment beyond the MTU (GSO) to a port that finishes its checksum is left partial: the
     // pass over up to 64 KiB would be overwritten unread, as Linux leaves it for a TSO device.
-    const partial = len + 20 > this.ip.mtuFor(dst) && this.ip.gsoChecksumPartialFor?.(dst) === true;
+    const partial = this.ip.gsoChecksumPartialFor?.(dst, IPV4_HEADER_LEN + len) === true;
     emitTcp(repr, buf, IP_HEADROOM, src, dst, partial);
     this.stats.segmentsOut++;
     const r = this.ip.output({ src, dst, protocol: IPPROTO_TCP, payload: buf.subarray(IP_HEADROOM), dontFragment: true });
