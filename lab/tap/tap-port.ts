@@ -67,9 +67,6 @@ export class TapPort implements FramePort {
   /** With offloads: the guest's TCP segments sent in one turn, merged before they are written. */
   private readonly coalescer: TcpCoalescer | null;
   private flushQueued = false;
-  /** The frame `send` is handling, and whether it was refused (when written at once, not held). */
-  private sending: Uint8Array | null = null;
-  private sendRefused = false;
 
   private constructor(
     readonly name: string,
@@ -255,10 +252,9 @@ export class TapPort implements FramePort {
     }
     const c = this.coalescer;
     if (!c) return this.write(frame, 0, 1, frame.length);
-    this.sending = frame;
-    this.sendRefused = false;
-    c.push(frame);
-    this.sending = null;
+    // A held frame is taken; one written at once reports its own write (a failed write of what
+    // was held before it is counted there, not charged to this frame).
+    const taken = c.push(frame);
     if (c.holding && !this.flushQueued) {
       this.flushQueued = true;
       queueMicrotask(() => {
@@ -266,9 +262,7 @@ export class TapPort implements FramePort {
         c.flush();
       });
     }
-    // A held frame is taken; a frame written at once reports its own write (a failed write of
-    // what was held before it is counted there, not charged to this frame).
-    return !this.sendRefused;
+    return taken;
   }
 
   /** One write(2) of a frame (a merge of `segments` frames of `bytesIn` bytes when `gsoSize` > 0). */
@@ -278,7 +272,7 @@ export class TapPort implements FramePort {
       const n = encodeVnetFrame(frame, this.txBuf, gsoSize);
       if (n === 0) {
         this.stats.txDrops += segments;
-        return this.refused(frame);
+        return false;
       }
       out = this.txBuf.subarray(0, n);
       if (frame.length > 1514 || gsoSize > 0) this.offloadStats.txGsoFrames++;
@@ -289,17 +283,12 @@ export class TapPort implements FramePort {
       // EIO while the interface is down, EINVAL over the MTU, ENOBUFS: the frame is lost.
       this.stats.txDrops += segments;
       if (this.debug.on) this.debug.debug(`${this.name}: tx drop (write: ${(e as NodeJS.ErrnoException).code ?? String(e)}, ${frame.length} bytes${segments > 1 ? `, ${segments} frames merged` : ''})`);
-      return this.refused(frame);
+      return false;
     }
     this.stats.txFrames += segments;
     this.stats.txBytes += bytesIn;
     this.offloadStats.txCoalesced += segments - 1;
     return true;
-  }
-
-  private refused(frame: Uint8Array): false {
-    if (frame === this.sending) this.sendRefused = true;
-    return false;
   }
 
   setReceiver(receiver: FrameReceiver | null): void {

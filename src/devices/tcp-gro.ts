@@ -1,6 +1,6 @@
 import { MAX_FRAME } from '../../net/frame-port.js';
 import { foldSum, internetChecksum, pseudoHeaderSum, sumBytes } from '../../net/wire/checksum.js';
-import { tcpv4Layout } from './tcp-gso.js';
+import { finishIpv4HeaderChecksum, tcpv4Layout } from './tcp-gso.js';
 
 /**
  * Coalescing of TCP/IPv4 segments into one large segment: the reverse of tcp-gso.ts's cutting, as
@@ -26,9 +26,9 @@ const MTU_FRAME = ETH_HLEN + 1500;
 
 /**
  * What leaves: a frame; the segment size when it is a merge of several (0: one frame, as it came);
- * how many frames it stands for and their bytes as they came.
+ * how many frames it stands for and their bytes as they came. Returns whether it went out.
  */
-export type CoalescedOut = (frame: Uint8Array, gsoSize: number, segments: number, bytesIn: number) => void;
+export type CoalescedOut = (frame: Uint8Array, gsoSize: number, segments: number, bytesIn: number) => boolean;
 
 export class TcpCoalescer {
   private readonly buf = new Uint8Array(MAX_FRAME);
@@ -45,9 +45,6 @@ export class TcpCoalescer {
   /** Unfolded sum of the payload bytes held, as they lie in the merged segment. */
   private payloadSum = 0;
 
-  /** Frames merged into another (each saves the far end one packet). */
-  merged = 0;
-
   constructor(private readonly out: CoalescedOut) {}
 
   /** True while a frame is held (the owner must `flush` before its turn ends). */
@@ -55,13 +52,15 @@ export class TcpCoalescer {
     return this.len > 0;
   }
 
-  /** Take one frame: merged into what is held, held as the start of a new merge, or sent at once. */
-  push(frame: Uint8Array): void {
+  /**
+   * Take one frame: merged into what is held, held as the start of a new merge, or sent at once.
+   * Returns false only for a frame sent at once that did not go out (a held one counts as taken).
+   */
+  push(frame: Uint8Array): boolean {
     const seg = this.mergeable(frame);
     if (seg === null) {
       this.flush();
-      this.out(frame, 0, 1, frame.length);
-      return;
+      return this.out(frame, 0, 1, frame.length);
     }
     if (this.len > 0 && this.matches(frame, seg)) this.append(frame, seg);
     else {
@@ -70,6 +69,7 @@ export class TcpCoalescer {
     }
     // PSH ends a merge at once (the sender wants it delivered); so does a short segment.
     if (frame[seg.tcpAt + 13]! & TCP_PSH || seg.payloadLen < this.gsoSize || this.len + this.gsoSize > MAX_FRAME) this.flush();
+    return true;
   }
 
   /** Send what is held. */
@@ -85,11 +85,7 @@ export class TcpCoalescer {
     // IPv4 total length and header checksum for the merged datagram.
     f[IP_AT + 2] = (n - ETH_HLEN) >> 8;
     f[IP_AT + 3] = (n - ETH_HLEN) & 0xff;
-    f[IP_AT + 10] = 0;
-    f[IP_AT + 11] = 0;
-    const ipSum = internetChecksum(f.subarray(IP_AT, this.tcpAt));
-    f[IP_AT + 10] = ipSum >> 8;
-    f[IP_AT + 11] = ipSum & 0xff;
+    finishIpv4HeaderChecksum(f, this.tcpAt);
     // TCP checksum from the pseudo-header, the header and the payload sums gathered on the way.
     const t = this.tcpAt;
     f[t + 16] = 0;
@@ -135,8 +131,7 @@ export class TcpCoalescer {
     const t = this.tcpAt;
     // Ports; then ACK number, data offset, window and every option byte (not seq, flags, checksum).
     for (let i = 0; i < 4; i++) if (frame[t + i] !== b[t + i]) return false;
-    const seq = ((frame[t + 4]! << 24) | (frame[t + 5]! << 16) | (frame[t + 6]! << 8) | frame[t + 7]!) >>> 0;
-    if (seq !== this.nextSeq) return false;
+    if (seqOf(frame, t) !== this.nextSeq) return false;
     for (let i = t + 8; i < t + 13; i++) if (frame[i] !== b[i]) return false;
     if (frame[t + 14] !== b[t + 14] || frame[t + 15] !== b[t + 15]) return false;
     for (let i = t + 20; i < this.hdrLen; i++) if (frame[i] !== b[i]) return false;
@@ -151,8 +146,7 @@ export class TcpCoalescer {
     this.tcpAt = seg.tcpAt;
     this.hdrLen = seg.hdrLen;
     this.gsoSize = seg.payloadLen;
-    const t = seg.tcpAt;
-    this.nextSeq = (((frame[t + 4]! << 24) | (frame[t + 5]! << 16) | (frame[t + 6]! << 8) | frame[t + 7]!) + seg.payloadLen) >>> 0;
+    this.nextSeq = (seqOf(frame, seg.tcpAt) + seg.payloadLen) >>> 0;
     this.firstId = (frame[IP_AT + 4]! << 8) | frame[IP_AT + 5]!;
     this.dontFragment = (frame[IP_AT + 6]! & 0x40) !== 0;
     this.payloadSum = seg.payloadSum;
@@ -167,9 +161,12 @@ export class TcpCoalescer {
     this.len += seg.payloadLen;
     this.segments++;
     this.bytesIn += frame.length;
-    this.merged++;
     this.nextSeq = (this.nextSeq + seg.payloadLen) >>> 0;
     // The last segment's PSH goes on the merged one.
     this.buf[this.tcpAt + 13] = this.buf[this.tcpAt + 13]! | (frame[seg.tcpAt + 13]! & TCP_PSH);
   }
+}
+
+function seqOf(frame: Uint8Array, tcpAt: number): number {
+  return ((frame[tcpAt + 4]! << 24) | (frame[tcpAt + 5]! << 16) | (frame[tcpAt + 6]! << 8) | frame[tcpAt + 7]!) >>> 0;
 }

@@ -34,13 +34,18 @@ export function tcpv4Layout(frame: Uint8Array): Tcpv4Layout | null {
   return { tcpAt, hdrLen: tcpAt + thl };
 }
 
-/** Recompute the IPv4 header checksum and the TCP checksum of a whole TCP/IPv4 frame in place. */
-export function finishTcpv4Checksums(frame: Uint8Array, l: Tcpv4Layout): void {
+/** Recompute in place the checksum of the IPv4 header that ends at `tcpAt` (after Ethernet's). */
+export function finishIpv4HeaderChecksum(frame: Uint8Array, tcpAt: number): void {
   frame[ETH_HLEN + 10] = 0;
   frame[ETH_HLEN + 11] = 0;
-  const ipSum = internetChecksum(frame.subarray(ETH_HLEN, l.tcpAt));
+  const ipSum = internetChecksum(frame.subarray(ETH_HLEN, tcpAt));
   frame[ETH_HLEN + 10] = ipSum >> 8;
   frame[ETH_HLEN + 11] = ipSum & 0xff;
+}
+
+/** Recompute the IPv4 header checksum and the TCP checksum of a whole TCP/IPv4 frame in place. */
+export function finishTcpv4Checksums(frame: Uint8Array, l: Tcpv4Layout): void {
+  finishIpv4HeaderChecksum(frame, l.tcpAt);
   frame[l.tcpAt + 16] = 0;
   frame[l.tcpAt + 17] = 0;
   const segLen = frame.length - l.tcpAt;

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { parseIpv4 as parseAddr } from '../../net/addr.js';
-import { parseEthernet } from '../../net/wire/ethernet.js';
-import { emitIpv4Header, parseIpv4 } from '../../net/wire/ipv4.js';
-import { emitTcp, parseTcp, TH_ACK, TH_FIN, TH_PSH, type TcpRepr } from '../../net/wire/tcp.js';
+import { emitIpv4Header } from '../../net/wire/ipv4.js';
+import { emitTcp, TH_ACK, TH_FIN, TH_PSH, type TcpRepr } from '../../net/wire/tcp.js';
 import { TcpCoalescer } from '../../src/devices/tcp-gro.js';
 import { segmentTcpv4, tcpv4Layout } from '../../src/devices/tcp-gso.js';
+import { parseTcpFrame } from './tcp-frames.js';
 
 const SRC = parseAddr('172.22.0.2')!;
 const DST = parseAddr('172.22.0.1')!;
@@ -30,14 +30,8 @@ function frame(payload: number, flags: number, seq = 0xfffff000, port = 80, o: {
   return f;
 }
 
-function parse(f: Uint8Array): { id: number; tcp: TcpRepr } {
-  const eth = parseEthernet(f);
-  if (!eth.ok) throw new Error(eth.error);
-  const ip = parseIpv4(eth.value.payload); // checks the header checksum
-  if (!ip.ok) throw new Error(`ip: ${ip.error}`);
-  const tcp = parseTcp(ip.value.payload, { src: SRC, dst: DST }); // checks the TCP checksum
-  if (!tcp.ok) throw new Error(`tcp: ${tcp.error}`);
-  return { id: ip.value.id, tcp: tcp.value };
+function parse(f: Uint8Array): ReturnType<typeof parseTcpFrame> {
+  return parseTcpFrame(f, SRC, DST);
 }
 
 /** The segments a guest's stack would send for `f`, cut at `mss`. */
@@ -47,7 +41,10 @@ function cut(f: Uint8Array, mss: number): Uint8Array[] {
 
 function collect(): { c: TcpCoalescer; out: { frame: Uint8Array; gsoSize: number; segments: number; bytesIn: number }[] } {
   const out: { frame: Uint8Array; gsoSize: number; segments: number; bytesIn: number }[] = [];
-  const c = new TcpCoalescer((frame, gsoSize, segments, bytesIn) => out.push({ frame: frame.slice(), gsoSize, segments, bytesIn }));
+  const c = new TcpCoalescer((frame, gsoSize, segments, bytesIn) => {
+    out.push({ frame: frame.slice(), gsoSize, segments, bytesIn });
+    return true;
+  });
   return { c, out };
 }
 
@@ -68,7 +65,6 @@ describe('TCP segment coalescing toward a GSO far end (GRO)', () => {
       expect(tcp.seq).toBe(0xfffff000);
       expect(tcp.flags).toBe(TH_ACK | TH_PSH);
       expect([...tcp.payload]).toEqual([...whole.subarray(66)]);
-      expect(c.merged).toBe(pieces.length - 1);
     });
   }
 
@@ -141,5 +137,17 @@ describe('what the coalescer passes through untouched', () => {
       [1, 0, big.length],
     ]);
     expect(c.holding).toBe(false);
+  });
+});
+
+describe('what push reports', () => {
+  it('false only for a frame sent at once that did not go out; a held frame is taken even when the write of what it flushed failed', () => {
+    const c = new TcpCoalescer(() => false); // every write fails
+    const [a] = cut(frame(2 * 1448, TH_ACK), 1448);
+    const other = cut(frame(1448, TH_ACK, 1, 81), 1448)[0]!;
+    expect(c.push(a!)).toBe(true); // held
+    expect(c.push(other)).toBe(true); // flushes a (fails), is held itself
+    const fin = cut(frame(10, TH_ACK | TH_FIN, 5000), 1448)[0]!;
+    expect(c.push(fin)).toBe(false); // not mergeable: written at once, and refused
   });
 });
