@@ -32,6 +32,12 @@ export interface IpOutput {
   tos?: number;
   /** Set the IPv4 DF bit (TCP does, for path MTU reasons). */
   dontFragment?: boolean;
+  /**
+   * The buffer `payload` ends, when the transport built it with IP_HEADROOM bytes free in front
+   * (`framed.length === IP_HEADROOM + payload.length`): the IP layer then writes the IPv4 and
+   * Ethernet headers there instead of copying the datagram.
+   */
+  framed?: Uint8Array;
 }
 
 export type IpSendResult = 'sent' | 'queued' | 'no-route' | 'unreachable' | 'dropped';
@@ -80,9 +86,9 @@ export interface TransportProtocol {
 }
 
 /**
- * Bytes a transport may leave free in front of its payload (Ethernet 14 + IPv4 20): when
- * `IpOutput.payload` sits at this offset at the start of its own buffer, the IP layer writes its
- * headers in place instead of copying the datagram.
+ * Bytes a transport may leave free in front of its payload (Ethernet 14 + IPv4 20), handing the
+ * whole buffer over as `IpOutput.framed`: the IP layer writes its headers in place instead of
+ * copying the datagram.
  */
 export const IP_HEADROOM = 34;
 

@@ -13,6 +13,7 @@ import { ARP_REPLY, ARP_REQUEST, emitArp, parseArp } from './wire/arp.js';
 import { emitEthernetHeader, ETH_HEADER_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, parseEthernet } from './wire/ethernet.js';
 import { emitIcmp, ICMP_DEST_UNREACH, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_PARAM_PROBLEM, ICMP_TIME_EXCEEDED, ICMP_UNREACH_HOST, ICMP_UNREACH_NEEDFRAG, parseIcmp } from './wire/icmp.js';
 import { emitIpv4Header, IP_DF, IP_MF, IP_OFFMASK, IPV4_HEADER_LEN, parseIpv4 } from './wire/ipv4.js';
+import { allocBytes } from './byte-slab.js';
 
 /**
  * The IPv4 stack: interfaces, ARP, IPv4 input/output with fragmentation and reassembly, ICMP, and
@@ -204,11 +205,11 @@ export class Stack implements IpLayer {
     if (total <= n.mtu || (d.protocol === IPPROTO_TCP && total <= GSO_MAX_IP && n.port.gso === true)) {
       // Built with headroom for the Ethernet header, so the frame goes out without another copy;
       // a transport that left IP_HEADROOM in front of its payload is not copied at all.
-      const inPlace = d.payload.byteOffset === IP_HEADROOM && d.payload.buffer.byteLength === IP_HEADROOM + d.payload.length;
-      const frame = inPlace ? new Uint8Array(d.payload.buffer, 0, ETH_HEADER_LEN + total) : new Uint8Array(ETH_HEADER_LEN + total);
+      const inPlace = d.framed !== undefined && d.framed.length === IP_HEADROOM + d.payload.length;
+      const frame = inPlace ? d.framed! : allocBytes(ETH_HEADER_LEN + total);
       emitIpv4Header(frame, ETH_HEADER_LEN, { id, ttl, tos: d.tos ?? 0, flagsOffset: d.dontFragment ? IP_DF : 0, protocol: d.protocol, src: d.src, dst: d.dst, payloadLength: d.payload.length });
       if (!inPlace) frame.set(d.payload, ETH_HEADER_LEN + IPV4_HEADER_LEN);
-      return this.sendIp(n, r.nextHop, frame.subarray(ETH_HEADER_LEN));
+      return this.sendIp(n, r.nextHop, frame.subarray(ETH_HEADER_LEN), frame);
     }
     if (d.dontFragment) {
       this.stats.txTooBig++;
@@ -222,7 +223,7 @@ export class Stack implements IpLayer {
     for (let off = 0; off < d.payload.length; off += chunk) {
       const piece = d.payload.subarray(off, Math.min(d.payload.length, off + chunk));
       const more = off + chunk < d.payload.length;
-      const pkt = new Uint8Array(IPV4_HEADER_LEN + piece.length);
+      const pkt = allocBytes(IPV4_HEADER_LEN + piece.length);
       emitIpv4Header(pkt, 0, { id, ttl, tos: d.tos ?? 0, flagsOffset: (more ? IP_MF : 0) | (off >> 3), protocol: d.protocol, src: d.src, dst: d.dst, payloadLength: piece.length });
       pkt.set(piece, IPV4_HEADER_LEN);
       this.stats.fragmentsCreated++;
@@ -232,34 +233,34 @@ export class Stack implements IpLayer {
     return result;
   }
 
-  private sendIp(n: Netif, nextHop: Ipv4Addr, pkt: Uint8Array): IpSendResult {
+  /** `framed`, when given, is `pkt` with room for the Ethernet header in front of it. */
+  private sendIp(n: Netif, nextHop: Ipv4Addr, pkt: Uint8Array, framed?: Uint8Array): IpSendResult {
     this.stats.txPackets++;
     const dst = (pkt[16]! << 24 | pkt[17]! << 16 | pkt[18]! << 8 | pkt[19]!) >>> 0;
-    if (dst === 0xffffffff || dst === n.broadcast) return this.transmitIp(n, MAC_BROADCAST, pkt) ? 'sent' : 'dropped';
+    if (dst === 0xffffffff || dst === n.broadcast) return this.transmitIp(n, MAC_BROADCAST, pkt, framed) ? 'sent' : 'dropped';
     if (n.owns(dst)) {
       // To ourselves: loop back through the input path on the next clock turn, as lo would.
       this.clock.setTimer(0, () => this.inputIp(n, pkt, false));
       return 'sent';
     }
     const mac = this.arp.lookup(nextHop);
-    if (mac) return this.transmitIp(n, mac, pkt) ? 'sent' : 'dropped';
+    if (mac) return this.transmitIp(n, mac, pkt, framed) ? 'sent' : 'dropped';
     const q = this.arp.enqueue(n.name, nextHop, pkt);
     if (this.debug.arp.on) this.debug.arp.debug(`${n.name}: ${formatIpv4(nextHop)} not in cache: packet ${q === 'queued' ? 'queued' : 'dropped (queue full or entry failed)'}`);
     return q === 'queued' ? 'queued' : 'dropped';
   }
 
-  private transmitIp(n: Netif, mac: Uint8Array, pkt: Uint8Array): boolean {
-    if (pkt.byteOffset === ETH_HEADER_LEN && pkt.buffer.byteLength === ETH_HEADER_LEN + pkt.length) {
+  private transmitIp(n: Netif, mac: Uint8Array, pkt: Uint8Array, framed?: Uint8Array): boolean {
+    if (framed !== undefined && framed.length === ETH_HEADER_LEN + pkt.length) {
       // The packet was built with headroom: fill in the Ethernet header in place.
-      const frame = new Uint8Array(pkt.buffer, 0, ETH_HEADER_LEN + pkt.length);
-      emitEthernetHeader(frame, mac, n.mac, ETHERTYPE_IPV4);
-      return this.sendRaw(n, frame);
+      emitEthernetHeader(framed, mac, n.mac, ETHERTYPE_IPV4);
+      return this.sendRaw(n, framed);
     }
     return this.sendFrame(n, mac, ETHERTYPE_IPV4, pkt);
   }
 
   private sendFrame(n: Netif, dstMac: Uint8Array, type: number, payload: Uint8Array): boolean {
-    const frame = new Uint8Array(ETH_HEADER_LEN + payload.length);
+    const frame = allocBytes(ETH_HEADER_LEN + payload.length);
     emitEthernetHeader(frame, dstMac, n.mac, type);
     frame.set(payload, ETH_HEADER_LEN);
     return this.sendRaw(n, frame);

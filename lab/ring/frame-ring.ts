@@ -1,3 +1,4 @@
+import { copyBytes } from '../../net/byte-slab.js';
 /**
  * A single-producer single-consumer ring of length-prefixed frames in a SharedArrayBuffer, for
  * frames crossing between threads (the TAP reader thread and the lab's thread) without one
@@ -202,7 +203,7 @@ export class FrameRing {
   shift(): Uint8Array | null {
     const view = this.peek();
     if (!view) return null;
-    const frame = view.slice();
+    const frame = copyBytes(view);
     this.release();
     return frame;
   }

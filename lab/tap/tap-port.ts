@@ -9,6 +9,7 @@ import { startWorker } from '../ring/worker-start.js';
 import { eventFd } from './fd-wait.js';
 import { openTap, setPersist, TUN_F_CSUM, TUN_F_TSO4 } from './tun-ioctl.js';
 import { encodeVnetFrame, readVnetHeader, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_HDR_LEN } from './vnet-hdr.js';
+import { copyBytes } from '../../net/byte-slab.js';
 
 /** Ring between the reader thread and the lab: 4 MiB holds ~64 GSO frames or ~2700 MTU frames. */
 const RX_RING_BYTES = 4 << 20;
@@ -176,7 +177,7 @@ export class TapPort implements FramePort {
       if (this.debug.on) this.debug.debug(`${this.name}: rx drop (${frameLen < MIN_FRAME ? 'runt' : 'oversize'}, ${frameLen} bytes)`);
       return true;
     }
-    const frame = record.slice(hdr);
+    const frame = copyBytes(record, hdr);
     const r = this.offer(frame);
     return r !== 'busy';
   }

@@ -3,6 +3,7 @@ import { emptyStats, MAX_FRAME, MIN_FRAME, type FramePort, type FramePortStats, 
 import { FrameRing } from '../ring/frame-ring.js';
 import type { Doorbell } from './doorbell.js';
 import { RingConsumer } from './ring-consumer.js';
+import { copyBytes } from '../../net/byte-slab.js';
 
 /**
  * A FramePort whose two ends live in different threads: a VM's NIC in its own worker thread and
@@ -123,7 +124,7 @@ export class RingPort implements FramePort {
   /** One frame to the receiver; false when it is busy (the record stays at the head). */
   private deliver(view: Uint8Array): boolean {
     // A copy: a receiver may keep the frame (a link queues it), and the ring slot is reused.
-    const frame = this.held ?? view.slice();
+    const frame = this.held ?? copyBytes(view);
     this.held = null;
     let answer: ReturnType<FrameReceiver>;
     try {

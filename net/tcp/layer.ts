@@ -20,6 +20,7 @@ import { TCP_DEFAULT_MSS, TCP_IP_HEADERS, TcpConnection, type ConnectionHost, ty
 import { seqAdd } from './seq.js';
 import { emptyTcpStats, type TcpStats } from './stats.js';
 import { SYN_COOKIE_KEY_BYTES, SynCookieJar, synCookieMssIndex, synCookieTsOptions, synCookieTsVal, type SynCookieTuple } from './syn-cookie.js';
+import { allocBytes } from '../byte-slab.js';
 
 /** The 4-tuple of a SYN offered to the accept-any hook. */
 export interface AcceptInfo {
@@ -623,18 +624,18 @@ export class TcpLayer implements TransportProtocol, ConnectionHost {
       // already there and only writes the header and checksum around it.
       const at = IP_HEADROOM + len;
       len += fill.length;
-      buf = new Uint8Array(IP_HEADROOM + len);
+      buf = allocBytes(IP_HEADROOM + len);
       fill.copyTo(buf, at);
       repr = { ...repr, payload: buf.subarray(at) };
     } else {
-      buf = new Uint8Array(IP_HEADROOM + len);
+      buf = allocBytes(IP_HEADROOM + len);
     }
     // A segment beyond the MTU (GSO) to a port that finishes its checksum is left partial: the
     // pass over up to 64 KiB would be overwritten unread, as Linux leaves it for a TSO device.
     const partial = this.ip.gsoChecksumPartialFor?.(dst, IPV4_HEADER_LEN + len) === true;
     emitTcp(repr, buf, IP_HEADROOM, src, dst, partial);
     this.stats.segmentsOut++;
-    const r = this.ip.output({ src, dst, protocol: IPPROTO_TCP, payload: buf.subarray(IP_HEADROOM), dontFragment: true });
+    const r = this.ip.output({ src, dst, protocol: IPPROTO_TCP, payload: buf.subarray(IP_HEADROOM), dontFragment: true, framed: buf });
     if (r !== 'sent' && r !== 'queued') {
       this.stats.outputErrors++;
       if (this.debug.on) this.debug.debug(`segment to ${formatIpv4(dst)}:${repr.dstPort} not sent: ${r}`);

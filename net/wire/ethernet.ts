@@ -3,6 +3,7 @@
  * payload and its EtherType are found behind them.
  */
 import type { Parsed } from './result.js';
+import { allocBytes } from '../byte-slab.js';
 
 export const ETH_HEADER_LEN = 14;
 export const ETHERTYPE_IPV4 = 0x0800;
@@ -49,7 +50,7 @@ export function emitEthernetHeader(buf: Uint8Array, dst: Uint8Array, src: Uint8A
 
 /** A new frame: header + a copy of payload. */
 export function buildEthernet(dst: Uint8Array, src: Uint8Array, etherType: number, payload: Uint8Array): Uint8Array {
-  const f = new Uint8Array(ETH_HEADER_LEN + payload.length);
+  const f = allocBytes(ETH_HEADER_LEN + payload.length);
   emitEthernetHeader(f, dst, src, etherType);
   f.set(payload, ETH_HEADER_LEN);
   return f;

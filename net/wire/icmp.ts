@@ -1,6 +1,7 @@
 /** ICMP for IPv4 (RFC 792): the messages the stack sends and understands. */
 import { internetChecksum } from './checksum.js';
 import type { Parsed } from './result.js';
+import { allocBytes } from '../byte-slab.js';
 
 export const ICMP_ECHO_REPLY = 0;
 export const ICMP_DEST_UNREACH = 3;
@@ -29,7 +30,7 @@ export function parseIcmp(b: Uint8Array): Parsed<IcmpMessage> {
 }
 
 export function emitIcmp(m: IcmpMessage): Uint8Array {
-  const b = new Uint8Array(8 + m.body.length);
+  const b = allocBytes(8 + m.body.length);
   b[0] = m.type;
   b[1] = m.code;
   b[4] = m.rest >>> 24;

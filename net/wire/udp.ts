@@ -2,6 +2,7 @@
 import { ipv4ToBytes, type Ipv4Addr } from '../addr.js';
 import { finishChecksum, pseudoHeaderSum, sumBytes } from './checksum.js';
 import type { Parsed } from './result.js';
+import { allocBytes } from '../byte-slab.js';
 
 export const UDP_HEADER_LEN = 8;
 
@@ -32,7 +33,7 @@ export function parseUdp(b: Uint8Array, pseudo?: { src: Ipv4Addr; dst: Ipv4Addr 
 
 export function emitUdp(d: UdpDatagram, src: Ipv4Addr, dst: Ipv4Addr): Uint8Array {
   const len = UDP_HEADER_LEN + d.payload.length;
-  const b = new Uint8Array(len);
+  const b = allocBytes(len);
   b[0] = d.srcPort >> 8;
   b[1] = d.srcPort & 0xff;
   b[2] = d.dstPort >> 8;

@@ -5,6 +5,7 @@ import type { DeviceContext, DeviceState, NicDevice } from '../vmm/device.js';
 import type { AccessSize, IoHandler } from '../vmm/io-bus.js';
 import { PciFunction } from '../vmm/pci.js';
 import { ethernetFcs, multicastHashBit } from './ether-crc.js';
+import { copyBytes } from '../../net/byte-slab.js';
 
 /**
  * An NE2000-compatible card built around the National DP8390 NIC core: the Realtek RTL8029 on PCI
@@ -664,7 +665,7 @@ export class Ne2000 implements NicDevice {
       this.updateIrq();
       return;
     }
-    const frame = this.ram.slice(start - RAM_START, start - RAM_START + len);
+    const frame = copyBytes(this.ram, start - RAM_START, start - RAM_START + len);
     this.stats.txFrames++;
     this.stats.txBytes += len;
     if (this.tcr & TCR_LB_MASK) {

@@ -1,4 +1,5 @@
 import { internetChecksum, pseudoHeaderSum } from '../../net/wire/checksum.js';
+import { allocBytes, copyBytes } from '../../net/byte-slab.js';
 
 /**
  * TCP segmentation offload for a device model (virtio-net HOST_TSO4): the guest hands over one
@@ -63,7 +64,7 @@ export function finishTcpv4Checksums(frame: Uint8Array, l: Tcpv4Layout): void {
 export function segmentTcpv4(frame: Uint8Array, l: Tcpv4Layout, mss: number): Uint8Array[] {
   const payload = frame.length - l.hdrLen;
   if (payload <= mss) {
-    const one = frame.slice();
+    const one = copyBytes(frame);
     finishTcpv4Checksums(one, l);
     return [one];
   }
@@ -74,10 +75,10 @@ export function segmentTcpv4(frame: Uint8Array, l: Tcpv4Layout, mss: number): Ui
   const out: Uint8Array[] = [];
   for (let off = 0, k = 0; off < payload; off += mss, k++) {
     const n = Math.min(mss, payload - off);
-    const piece = new Uint8Array(l.hdrLen + n);
+    const piece = allocBytes(l.hdrLen + n);
     piece.set(frame.subarray(0, l.hdrLen));
     piece.set(frame.subarray(l.hdrLen + off, l.hdrLen + off + n), l.hdrLen);
-    const pv = new DataView(piece.buffer);
+    const pv = new DataView(piece.buffer, piece.byteOffset, piece.byteLength);
     pv.setUint16(ETH_HLEN + 2, piece.length - ETH_HLEN);
     pv.setUint16(ETH_HLEN + 4, (id + k) & 0xffff);
     pv.setUint32(l.tcpAt + 4, (seq + off) >>> 0);

@@ -1,4 +1,5 @@
 import { isDmaFault, type GuestMemory } from '../vmm/memory.js';
+import { allocBytes } from '../../net/byte-slab.js';
 
 /**
  * The device side of a split virtqueue (virtio 1.x §2.7, "Split Virtqueues"), in the legacy
@@ -269,7 +270,7 @@ export class SplitVirtqueue {
 
   /** Copy a chain's readable bytes out of guest memory (at most `max`). */
   gather(chain: Chain, max = chain.readableLength): Uint8Array | VirtqError {
-    const out = new Uint8Array(Math.min(max, chain.readableLength));
+    const out = allocBytes(Math.min(max, chain.readableLength));
     let off = 0;
     for (const s of chain.readable) {
       if (off >= out.length) break;

@@ -1,3 +1,4 @@
+import { copyBytes } from '../../net/byte-slab.js';
 /**
  * Guest physical memory. Devices reach it only through bounds-checked accessors: an access outside
  * guest memory is a DmaFault value the device handles (fail-stop), never an exception or a read of
@@ -97,7 +98,7 @@ export class GuestRam implements GuestMemory {
   /** Copy `length` bytes out of guest memory. */
   read(addr: number, length: number): Dma<Uint8Array> {
     if (!this.inRange(addr, length)) return this.fault(addr, length);
-    return this.bytes.slice(addr, addr + length);
+    return copyBytes(this.bytes, addr, addr + length);
   }
 
   readU8(addr: number): Dma<number> {

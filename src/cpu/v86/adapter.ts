@@ -24,6 +24,7 @@ import type { AccessSize, IoHandler, RegisterResult } from '../../vmm/io-bus.js'
 import { DmaFault, type Dma, type GuestMemory } from '../../vmm/memory.js';
 import { IntxLines, type BarSpec, type PciAddress, type PciBus, type PciFunction } from '../../vmm/pci.js';
 import type { ExitKind, Telemetry } from '../../vmm/telemetry.js';
+import { copyBytes } from '../../../net/byte-slab.js';
 
 export const V86_VERSION = '0.5.462';
 
@@ -174,7 +175,7 @@ class V86Memory implements GuestMemory {
   }
   read(addr: number, length: number): Dma<Uint8Array> {
     if (!this.inRange(addr, length)) return this.fault(addr, length);
-    return this.cpu.mem8.slice(addr, addr + length);
+    return copyBytes(this.cpu.mem8, addr, addr + length);
   }
   write(addr: number, data: Uint8Array): Dma<true> {
     if (!this.inRange(addr, data.length)) return this.fault(addr, data.length);

@@ -1,5 +1,6 @@
 import { ethernetFcs } from '../ether-crc.js';
 import { isDmaFault, type DmaFault, type GuestMemory } from '../../vmm/memory.js';
+import { allocBytes } from '../../../net/byte-slab.js';
 
 /**
  * The RTL8139's receive ring in guest memory (datasheet "Receive Buffer" / FACTS.md): RBSTART,
@@ -59,7 +60,7 @@ export class RxRing {
       const r = memory.writeWith(base + this.write, total, (dst) => writeRecord(dst, status, length, frame, fcs));
       if (isDmaFault(r)) return r;
     } else {
-      const record = new Uint8Array(total);
+      const record = allocBytes(total);
       writeRecord(record, status, length, frame, fcs);
       const first = size - this.write;
       let r = memory.write(base + this.write, record.subarray(0, first));

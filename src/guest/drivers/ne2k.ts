@@ -2,6 +2,7 @@ import type { GuestDriver, GuestKernel, BoundDriver } from '../kernel.js';
 import type { PciDeviceInfo } from '../pci.js';
 import type { GuestHardware } from '../hardware.js';
 import { NetDriverPort } from '../net-driver.js';
+import { allocBytes } from '../../../net/byte-slab.js';
 
 /**
  * The NE2000 driver for PCI clones (RTL8029), written the way Linux's ne2k-pci and 8390 core
@@ -236,11 +237,11 @@ export class Ne2kPort extends NetDriverPort {
     hw.outb(io + RSAR0, addr & 0xff);
     hw.outb(io + RSAR1, addr >> 8);
     hw.outb(io + CR, CR_RREAD | CR_START);
-    const out = new Uint8Array(count);
+    const out = allocBytes(count);
     // As ne2k-pci on an RTL8029 (no ONLY_16BIT_IO): 32-bit reads of the data port, then a word
     // and a byte for the tail — half the port exits of word transfers.
     const dwords = count >> 2;
-    const dv = new DataView(out.buffer);
+    const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
     for (let i = 0; i < dwords; i++) dv.setUint32(4 * i, hw.inl(io + DATAPORT) >>> 0, true);
     let at = dwords * 4;
     if (count & 2) {

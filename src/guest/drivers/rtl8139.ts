@@ -3,6 +3,7 @@ import type { PciDeviceInfo } from '../pci.js';
 import type { GuestHardware } from '../hardware.js';
 import type { DmaRegion } from '../dma.js';
 import { NetDriverPort } from '../net-driver.js';
+import { copyBytes } from '../../../net/byte-slab.js';
 
 /**
  * The RTL8139 driver, written the way Linux's 8139too is: port I/O to BAR0, the MAC read bit by bit
@@ -217,7 +218,7 @@ export class Rtl8139Port extends NetDriverPort {
         return;
       }
       const frameLen = size - 4; // strip the FCS
-      this.deliver(ring.slice(off + 4, off + 4 + frameLen));
+      this.deliver(copyBytes(ring, off + 4, off + 4 + frameLen));
       this.rxOffset = (off + size + 4 + 3) & ~3;
       hw.outw(io + CAPR, (this.rxOffset - 16) & 0xffff);
       this.rxOffset %= RX_RING;

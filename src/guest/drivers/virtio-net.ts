@@ -4,6 +4,7 @@ import type { GuestHardware } from '../hardware.js';
 import type { DmaRegion } from '../dma.js';
 import { NetDriverPort } from '../net-driver.js';
 import type { RxInfo } from '../../../net/frame-port.js';
+import { allocBytes } from '../../../net/byte-slab.js';
 
 /**
  * A virtio-net driver over the legacy virtio-pci transport, shaped like Linux's virtio_net on
@@ -536,7 +537,7 @@ export class VirtioNetPort extends NetDriverPort {
         if (this.dbg.on) this.dbg.debug(`${this.name}: rxErrors`);
         continue;
       }
-      const frame = new Uint8Array(total);
+      const frame = allocBytes(total);
       let o = 0;
       for (const p of parts) {
         frame.set(p, o);
