@@ -3,6 +3,7 @@ import { parseIpv4 as parseAddr } from '../../net/addr.js';
 import { VirtualClock } from '../../net/clock.js';
 import { createLink } from '../../net/link.js';
 import { Stack } from '../../net/stack.js';
+import { IP_HEADROOM } from '../../net/ip-layer.js';
 import { mulberry32 } from '../../net/random.js';
 import { emitIpv4Header, parseIpv4 } from '../../net/wire/ipv4.js';
 import { emitEthernetHeader, parseEthernet } from '../../net/wire/ethernet.js';
@@ -224,6 +225,37 @@ describe('IPv4 stack', () => {
       if (partialPort) expect(seen).toMatchObject({ whole: 0, partial: expect.any(Number) as number });
       else expect(seen.partial).toBe(0);
       expect(partialPort ? seen.partial : seen.whole).toBeGreaterThan(5);
+    }
+  });
+
+  it('writes the IPv4 and Ethernet headers into the headroom a transport hands over (IpOutput.framed), and copies otherwise', async () => {
+    const { clock, a, pa } = pair();
+    const ping = a.ping(ip('10.0.0.2'), 1); // ARP resolved, so output goes straight to the port
+    clock.runUntil(() => false, 100);
+    expect(await ping).not.toBeNull();
+    const sent: Uint8Array[] = [];
+    const orig = pa.send.bind(pa);
+    pa.send = (f) => (sent.push(f), orig(f));
+    const out = (payload: Uint8Array, framed?: Uint8Array) => a.output({ src: ip('10.0.0.1'), dst: ip('10.0.0.2'), protocol: 253, payload, framed });
+    // Two views into one buffer, as the byte slab hands out: the headroom is known only from `framed`.
+    const shared = new Uint8Array(4096);
+    const framed = shared.subarray(1000, 1000 + IP_HEADROOM + 100);
+    framed.fill(0x5a, IP_HEADROOM);
+    expect(out(framed.subarray(IP_HEADROOM), framed)).toBe('sent');
+    const unframed = shared.subarray(2000 + IP_HEADROOM, 2000 + IP_HEADROOM + 100).fill(0xa5);
+    expect(out(unframed)).toBe('sent');
+    expect(sent).toHaveLength(2);
+    expect(sent[0]!.buffer).toBe(shared.buffer);
+    expect(sent[0]!.byteOffset).toBe(1000);
+    expect(sent[1]!.buffer).not.toBe(shared.buffer);
+    // The bytes in front of the unframed payload were not someone else's to write.
+    expect(shared.subarray(2000, 2000 + IP_HEADROOM).every((x) => x === 0)).toBe(true);
+    for (const [f, fill] of [[sent[0]!, 0x5a], [sent[1]!, 0xa5]] as const) {
+      const e = parseEthernet(f);
+      expect(e.ok && e.value.etherType).toBe(0x0800);
+      const p = e.ok ? parseIpv4(e.value.payload) : null;
+      expect(p?.ok && p.value.protocol).toBe(253);
+      expect(p?.ok && p.value.payload.every((x) => x === fill)).toBe(true);
     }
   });
 
