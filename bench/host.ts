@@ -1,6 +1,10 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { defaultCacheDir, imageComplete } from '../lab/image/build.js';
+import { READY_MARKER } from '../lab/image/guest-files.js';
+import { findQemu, qemuArgs } from '../lab/vmsocket/qemu.js';
 import { median, percentile, type BenchResult } from './stats.js';
 
 /**
@@ -184,6 +188,27 @@ function pingStats(where: string, addr: string, count: number): { median: number
 }
 
 /**
+ * QEMU's own TAP path for the ping reference: the Linux guest of `lab image build` with virtio-net
+ * on a kernel TAP (`-netdev tap`) in a namespace of its own, under TCG (no KVM here). What a C VMM's
+ * round trip through a TAP costs on this machine, beside veth's; skipped, with the reason, when
+ * QEMU or a built image is missing.
+ */
+async function qemuTapGuest(): Promise<{ ok: true; ping: () => { median: number; p99: number } } | { ok: false; why: string }> {
+  const qemu = findQemu();
+  if (!qemu.ok) return { ok: false, why: qemu.error };
+  const dir = join(defaultCacheDir(), '..', 'linux-image');
+  if (!imageComplete(dir)) return { ok: false, why: `no Linux image in ${dir} (npm run bench -- linux, or lab image build, makes it)` };
+  const kernel = join(dir, readdirSync(dir).find((f) => f.startsWith('vmlinuz-'))!);
+  const ns = netns('qemu-tap');
+  sh(['ip', 'netns', 'exec', ns, 'ip', 'tuntap', 'add', 'tap2', 'mode', 'tap']);
+  sh(['ip', 'netns', 'exec', ns, 'ip', 'addr', 'add', '172.22.0.1/16', 'dev', 'tap2']);
+  sh(['ip', 'netns', 'exec', ns, 'ip', 'link', 'set', 'tap2', 'up']);
+  const args = qemuArgs({ kernel, initrd: join(dir, 'initrd.img'), append: 'net=virtio ip=172.22.0.2 netmask=255.255.0.0 gw=172.22.0.1', nic: 'virtio', netdev: 'tap,ifname=tap2,script=no,downscript=no' });
+  await start(['ip', 'netns', 'exec', ns, qemu.path, ...args], READY_MARKER, 180_000);
+  return { ok: true, ping: () => pingStats(ns, '172.22.0.2', 200) };
+}
+
+/**
  * `lab up` over a real TAP, each NIC, against a kernel veth pair between two namespaces. The C-tool
  * rows (socat uploads to a sink, curl or socat downloads of N bytes) and the pings go round the
  * setups in turn, run by run, with every lab and the veth pair up at once (idle while another is
@@ -234,6 +259,8 @@ export async function benchTap(size: number, runs: number): Promise<BenchResult[
       ping: () => pingStats(ns, '172.22.0.2', 200),
     });
   }
+  const qemuRef = await qemuTapGuest();
+  const qemuPings: number[] = [];
   await new Promise((r) => setTimeout(r, 300));
   const ups = new Map<string, number[]>(setups.map((x) => [x.name, []]));
   const downs = new Map<string, number[]>(setups.map((x) => [x.name, []]));
@@ -248,12 +275,15 @@ export async function benchTap(size: number, runs: number): Promise<BenchResult[
       pings.get(x.name)!.push(p.median);
       p99s.get(x.name)!.push(p.p99);
     }
+    if (qemuRef.ok) qemuPings.push(qemuRef.ping().median);
   }
   const m = (v: Map<string, number[]>, k: string): number => median(v.get(k)!);
   const ref = { up: m(ups, 'veth'), down: m(downs, 'veth'), ping: m(pings, 'veth'), p99: m(p99s, 'veth') };
   out.push({ name: 'veth host→guest (C tools)', value: ref.up, unit: 'MB/s  (socat)' });
   out.push({ name: 'veth guest→host (C tools)', value: ref.down, unit: 'MB/s  (socat)' });
   out.push({ name: 'veth ping rtt median', value: ref.ping, unit: 'ms' });
+  if (qemuRef.ok) out.push({ name: 'QEMU (TCG) virtio-net TAP ping median', value: median(qemuPings), unit: `ms  (Linux guest, -netdev tap; veth ${ref.ping.toFixed(3)}; ratio ${(median(qemuPings) / ref.ping).toFixed(1)})` });
+  else out.push({ name: 'QEMU TAP ping reference', value: NaN, unit: `skipped: ${qemuRef.why}` });
   for (const nic of nics) {
     const up = m(ups, nic);
     const down = m(downs, nic);
