@@ -76,7 +76,7 @@ const MODELS = [
 
 /**
  * Per NIC model: exits per received and per sent frame (UDP datagrams one way, so nothing else
- * crosses), frames per second through model + driver, and a TCP transfer host→guest.
+ * crosses), frames per second through model + driver, and a TCP transfer each way.
  */
 export function benchNicModels(frames = 20000): BenchResult[] {
   const out: BenchResult[] = [];
@@ -125,6 +125,18 @@ export function benchNicModels(frames = 20000): BenchResult[] {
     transfer(g.clock, c, size, () => g.net.counters.discard.bytes);
     const ms = performance.now() - t2;
     out.push({ name: `${model} tcp host→guest in process`, value: size / 1e6 / (ms / 1000), unit: 'MB/s' });
+    // TCP guest → host, 20 MB: the guest's transmit path (segments built in the driver's buffers).
+    let atHost = 0;
+    host.tcp.listen(5002, (hc) => {
+      hc.onData = (d) => {
+        atHost += d.length;
+        hc.recved(d.length);
+      };
+    });
+    const t3 = performance.now();
+    transfer(g.clock, g.net.stack.tcp.connect(ip('10.0.0.1'), 5002), size, () => atHost);
+    const upMs = performance.now() - t3;
+    out.push({ name: `${model} tcp guest→host in process`, value: size / 1e6 / (upMs / 1000), unit: `MB/s (${g.net.stack.tcp.stats.retransmits} segments resent)` });
   }
   return out;
 }

@@ -67,6 +67,15 @@ export interface FramePort {
    * records or reads frames (a capture point): those see finished checksums.
    */
   readonly gsoChecksumPartial?: boolean;
+  /**
+   * Lend `length` bytes of this port's own transmit memory (a driver's DMA buffer) for the caller to
+   * build a frame in and pass straight to `send`, which then posts it without copying: the frame is
+   * built where the device will read it, as a Linux driver maps an skb's data for DMA. Null when
+   * nothing is free or the size does not fit. The loan ends at the next `lendTx` or `send`: a caller
+   * that cannot send the frame at once must not lend (a frame kept for later would be overwritten).
+   * Never offered by a port that wraps another (a capture point).
+   */
+  lendTx?(length: number): Uint8Array | null;
 }
 
 /** Largest IPv4 datagram sent as one GSO frame: its Ethernet frame stays within 64 KiB snaplen. */

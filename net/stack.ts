@@ -13,7 +13,7 @@ import { ARP_REPLY, ARP_REQUEST, emitArp, parseArp } from './wire/arp.js';
 import { emitEthernetHeader, ETH_HEADER_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, parseEthernet } from './wire/ethernet.js';
 import { emitIcmp, ICMP_DEST_UNREACH, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_PARAM_PROBLEM, ICMP_TIME_EXCEEDED, ICMP_UNREACH_HOST, ICMP_UNREACH_NEEDFRAG, parseIcmp } from './wire/icmp.js';
 import { emitIpv4Header, IP_DF, IP_MF, IP_OFFMASK, IPV4_HEADER_LEN, parseIpv4 } from './wire/ipv4.js';
-import { allocBytes } from './byte-slab.js';
+import { allocBytes, copyBytes } from './byte-slab.js';
 
 /**
  * The IPv4 stack: interfaces, ARP, IPv4 input/output with fragmentation and reassembly, ICMP, and
@@ -170,6 +170,22 @@ export class Stack implements IpLayer {
     return null;
   }
 
+  datagramBuffer(dst: Ipv4Addr, payloadLength: number): Uint8Array {
+    const size = IP_HEADROOM + payloadLength;
+    const n = this.netifFor(dst);
+    // Lent only when output will hand the frame to the port at once: a known neighbour, not
+    // ourselves, and no fragmentation (a packet kept in the ARP queue or looped back would be
+    // overwritten by the next loan).
+    if (n?.port.lendTx && IPV4_HEADER_LEN + payloadLength <= (n.port.gso === true ? GSO_MAX_IP : n.mtu) && !n.owns(dst) && dst !== 0xffffffff && dst !== n.broadcast) {
+      const nextHop = n.onLink(dst) ? dst : n.gateway;
+      if (this.arp.lookup(nextHop)) {
+        const lent = n.port.lendTx(size);
+        if (lent) return lent;
+      }
+    }
+    return allocBytes(size);
+  }
+
   sourceFor(dst: Ipv4Addr): Ipv4Addr | null {
     const r = this.route(dst);
     return r ? r.netif.addr : null;
@@ -240,12 +256,14 @@ export class Stack implements IpLayer {
     if (dst === 0xffffffff || dst === n.broadcast) return this.transmitIp(n, MAC_BROADCAST, pkt, framed) ? 'sent' : 'dropped';
     if (n.owns(dst)) {
       // To ourselves: loop back through the input path on the next clock turn, as lo would.
-      this.clock.setTimer(0, () => this.inputIp(n, pkt, false));
+      const own = framed ? copyBytes(pkt) : pkt;
+      this.clock.setTimer(0, () => this.inputIp(n, own, false));
       return 'sent';
     }
     const mac = this.arp.lookup(nextHop);
     if (mac) return this.transmitIp(n, mac, pkt, framed) ? 'sent' : 'dropped';
-    const q = this.arp.enqueue(n.name, nextHop, pkt);
+    // A packet built in place may sit in memory a driver lent (datagramBuffer): what waits for ARP is a copy.
+    const q = this.arp.enqueue(n.name, nextHop, framed ? copyBytes(pkt) : pkt);
     if (this.debug.arp.on) this.debug.arp.debug(`${n.name}: ${formatIpv4(nextHop)} not in cache: packet ${q === 'queued' ? 'queued' : 'dropped (queue full or entry failed)'}`);
     return q === 'queued' ? 'queued' : 'dropped';
   }

@@ -614,6 +614,11 @@ export class TcpLayer implements TransportProtocol, ConnectionHost {
     this.sendSegment(localAddr, remoteAddr, repr);
   }
 
+  /** Room for a segment and the IPv4 and Ethernet headers: lent by the driver where it can (IpLayer.datagramBuffer). */
+  private datagramBuffer(dst: Ipv4Addr, length: number): Uint8Array {
+    return this.ip.datagramBuffer?.(dst, length) ?? allocBytes(IP_HEADROOM + length);
+  }
+
   private sendSegment(src: Ipv4Addr, dst: Ipv4Addr, repr: TcpRepr, fill?: PayloadFill): void {
     // Headroom for the IPv4 and Ethernet headers (IP_HEADROOM): the IP layer fills them in place,
     // so the segment is not copied again on its way to the wire.
@@ -624,11 +629,11 @@ export class TcpLayer implements TransportProtocol, ConnectionHost {
       // already there and only writes the header and checksum around it.
       const at = IP_HEADROOM + len;
       len += fill.length;
-      buf = allocBytes(IP_HEADROOM + len);
+      buf = this.datagramBuffer(dst, len);
       fill.copyTo(buf, at);
       repr = { ...repr, payload: buf.subarray(at) };
     } else {
-      buf = allocBytes(IP_HEADROOM + len);
+      buf = this.datagramBuffer(dst, len);
     }
     // A segment beyond the MTU (GSO) to a port that finishes its checksum is left partial: the
     // pass over up to 64 KiB would be overwritten unread, as Linux leaves it for a TSO device.

@@ -259,6 +259,38 @@ describe('IPv4 stack', () => {
     }
   });
 
+  it('TCP builds segments in memory the port lends (FramePort.lendTx) once the neighbour is known, writing every byte of it', () => {
+    const { clock, a, b, pa } = pair();
+    // A driver's one transmit buffer, dirty from the last frame: whatever is not written shows.
+    const dma = new Uint8Array(2048);
+    let loans = 0;
+    let inPlace = 0;
+    const sendA = pa.send.bind(pa);
+    Object.assign(pa, {
+      lendTx: (length: number): Uint8Array | null => {
+        loans++;
+        return length <= dma.length ? dma.fill(0xee).subarray(0, length) : null;
+      },
+      // The "hardware" takes the frame at once: a copy leaves, the buffer is reused.
+      send: (f: Uint8Array): boolean => {
+        if (f.buffer === dma.buffer) inPlace++;
+        return sendA(f.buffer === dma.buffer ? f.slice() : f);
+      },
+    });
+    expect(a.datagramBuffer(ip('10.0.0.2'), 100).buffer).not.toBe(dma.buffer); // no ARP entry yet
+    expect(a.datagramBuffer(ip('10.0.0.1'), 100).buffer).not.toBe(dma.buffer); // ourselves
+    expect(loans).toBe(0);
+    const data = new Uint8Array(300_000).map((_, i) => (i * 7 + (i >> 9)) & 0xff);
+    let atServer: Collected | null = null;
+    b.tcp.listen(5004, (c) => (atServer = collect(c)));
+    sendAll(a.tcp.connect(ip('10.0.0.2'), 5004), data);
+    clock.runUntil(() => atServer?.ended === true, 60_000, 1_000_000);
+    expect(sha256(atServer!.bytes())).toBe(sha256(data));
+    expect(b.tcp.stats.badChecksums).toBe(0);
+    expect(inPlace).toBeGreaterThan(150); // ~206 data segments, less the SYN sent before ARP resolved
+    expect(inPlace).toBeLessThanOrEqual(loans);
+  });
+
   it('frames on the wire are well-formed IPv4', () => {
     const { clock, a, pa, pb } = pair();
     const frames: Uint8Array[] = [];

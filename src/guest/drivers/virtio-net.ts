@@ -191,7 +191,11 @@ export class VirtioNetPort extends NetDriverPort {
   private txBufSize = 0;
   /** Transmit descriptors not in flight (one descriptor and one buffer per packet). */
   private txFree: number[] = [];
-  readonly driverStats = { interrupts: 0, configChanges: 0, rxErrors: 0, txErrors: 0, txRingFull: 0, txLarge: 0, kicks: 0, kicksSuppressed: 0, ctrlCommands: 0, ctrlErrors: 0 };
+  /** The transmit descriptor whose buffer is lent (lendTx), or -1; it is out of txFree meanwhile. */
+  private loanIndex = -1;
+  /** The large transmit buffer lent, or -1; out of largeFree meanwhile. */
+  private loanSlot = -1;
+  readonly driverStats = { interrupts: 0, configChanges: 0, rxErrors: 0, txErrors: 0, txRingFull: 0, txLarge: 0, txInPlace: 0, kicks: 0, kicksSuppressed: 0, ctrlCommands: 0, ctrlErrors: 0 };
 
   constructor(
     name: string,
@@ -322,10 +326,50 @@ export class VirtioNetPort extends NetDriverPort {
     this.hw.outw(this.io + VIRTIO_PCI_QUEUE_NOTIFY, queue);
   }
 
+  /**
+   * A transmit buffer for the stack to build its next frame in (after the virtio-net header's
+   * place), so `transmit` posts it without a copy: small frames in the descriptor's own buffer,
+   * TSO segments in a large one. The buffer stays out of the free lists until the next send or
+   * loan, which ends the loan.
+   */
+  lendTx(length: number): Uint8Array | null {
+    this.endLoan();
+    this.reapTx();
+    if (length <= MAX_PACKET) {
+      const i = this.txFree.pop();
+      if (i === undefined) return null;
+      this.loanIndex = i;
+      const at = this.txBufs.bytes.byteOffset + i * this.txBufSize + this.hdrLen;
+      return new Uint8Array(this.txBufs.bytes.buffer, at, length);
+    }
+    if (!this.largeTx || length > LARGE_TX_PACKET || this.largeFree.length === 0 || this.txFree.length === 0) return null;
+    const slot = this.largeFree.pop()!;
+    this.loanSlot = slot;
+    const at = this.largeTx.bytes.byteOffset + slot * (this.hdrLen + LARGE_TX_PACKET) + this.hdrLen;
+    return new Uint8Array(this.largeTx.bytes.buffer, at, length);
+  }
+
+  /** Whether `frame` was built in the lent buffer starting `at` bytes into `region`. */
+  private static builtIn(frame: Uint8Array, region: Uint8Array, at: number): boolean {
+    return frame.buffer === region.buffer && frame.byteOffset === region.byteOffset + at;
+  }
+
+  /** A loan not sent returns its buffer to the free lists. */
+  private endLoan(): void {
+    if (this.loanIndex >= 0) this.txFree.push(this.loanIndex);
+    if (this.loanSlot >= 0) this.largeFree.push(this.loanSlot);
+    this.loanIndex = -1;
+    this.loanSlot = -1;
+  }
+
   protected transmit(frame: Uint8Array): boolean {
     if (frame.length > MAX_PACKET) return this.transmitLarge(frame);
-    this.reapTx();
-    const i = this.txFree.pop();
+    const lent = this.loanIndex;
+    const inPlace = lent >= 0 && VirtioNetPort.builtIn(frame, this.txBufs.bytes, lent * this.txBufSize + this.hdrLen);
+    if (inPlace) this.loanIndex = -1;
+    this.endLoan();
+    if (!inPlace) this.reapTx();
+    const i = inPlace ? lent : this.txFree.pop();
     if (i === undefined) {
       this.driverStats.txRingFull++;
       if (this.dbg.on) this.dbg.debug(`${this.name}: txRingFull`);
@@ -335,7 +379,8 @@ export class VirtioNetPort extends NetDriverPort {
     const buf = this.txBufs.bytes;
     // virtio_net_hdr all zero: no checksum to fill in, no GSO (and num_buffers 0 on transmit).
     buf.fill(0, off, off + this.hdrLen);
-    buf.set(frame, off + this.hdrLen);
+    if (inPlace) this.driverStats.txInPlace++;
+    else buf.set(frame, off + this.hdrLen);
     this.tx.setDesc(i, this.txBufs.phys + off, this.hdrLen + frame.length, 0);
     this.tx.add(i);
     this.tx.publish();
@@ -357,14 +402,19 @@ export class VirtioNetPort extends NetDriverPort {
       if (this.dbg.on) this.dbg.debug(`${this.name}: txErrors`);
       return false;
     }
+    const lent = this.loanSlot;
+    const inPlace = lent >= 0 && this.largeTx !== null && VirtioNetPort.builtIn(frame, this.largeTx.bytes, lent * (this.hdrLen + LARGE_TX_PACKET) + this.hdrLen);
+    if (inPlace) this.loanSlot = -1;
+    this.endLoan();
     this.reapTx();
-    const i = this.txFree.length > 0 && this.largeFree.length > 0 ? this.txFree.pop()! : undefined;
+    const i = this.txFree.length > 0 && (inPlace || this.largeFree.length > 0) ? this.txFree.pop()! : undefined;
     if (i === undefined) {
+      if (inPlace) this.largeFree.push(lent);
       this.driverStats.txRingFull++;
       if (this.dbg.on) this.dbg.debug(`${this.name}: txRingFull`);
       return false;
     }
-    const slot = this.largeFree.pop()!;
+    const slot = inPlace ? lent : this.largeFree.pop()!;
     this.largeOf[i] = slot;
     const hdrLen = 14 + ihl + (frame[tcpAt + 12]! >> 4) * 4;
     const off = slot * (this.hdrLen + LARGE_TX_PACKET);
@@ -378,7 +428,8 @@ export class VirtioNetPort extends NetDriverPort {
     dv.setUint16(6, tcpAt, true);
     dv.setUint16(8, 16, true);
     const at = off + this.hdrLen;
-    buf.set(frame, at);
+    if (inPlace) this.driverStats.txInPlace++;
+    else buf.set(frame, at);
     let pseudo = 6;
     for (let k = 26; k < 34; k += 2) pseudo += (frame[k]! << 8) | frame[k + 1]!;
     while (pseudo > 0xffff) pseudo = (pseudo & 0xffff) + (pseudo >>> 16);
