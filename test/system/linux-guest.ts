@@ -116,12 +116,36 @@ export class QemuGuest extends ConsoleChild {
 export function networkDriverProblems(dmesg: string): string[] {
   const net = /eth\d|8139|ne2k|8390|virtio|net_failover|failover|NETDEV|mii/i;
   const bad = /transmit timed out|tx timeout|NETDEV WATCHDOG|fifo|overrun|ring|error|fail/i;
-  return dmesg
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => net.test(l) && (/^<[0-4]>/.test(l) || bad.test(l)))
+  const lines = dmesg.split('\n').map((l) => l.trim());
+  const problems: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const l = lines[i]!;
     // 8139too declines QEMU's 8139C+ (revision 0x20) in favour of 8139cp: an info line, not an error.
-    .filter((l) => !/use 8139cp/.test(l));
+    if (/use 8139cp/.test(l)) continue;
+    const modules = /cut here|WARNING:|BUG:|Oops/.test(l) ? lines.slice(i, i + 12).findIndex((t) => /Modules linked in:/.test(t)) : /Modules linked in:/.test(l) ? 0 : -1;
+    if (modules >= 0) {
+      // Every kernel trace (a WARNING, an RCU stall under a loaded TCG host) lists all loaded
+      // modules, the NIC's among them: the trace is the driver's only when its own lines say so.
+      const trace = kernelTrace(lines, i, i + modules);
+      const ours = trace.filter((t) => !/Modules linked in:/.test(t) && (NET_TRACE.test(t) || (/WARNING:|BUG:/.test(t) && net.test(t))));
+      if (ours.length > 0) problems.push(`${trace.find((t) => !/cut here/.test(t)) ?? trace[0]} … ${ours[ours.length - 1]}`);
+      i += trace.length - 1;
+      continue;
+    }
+    if (net.test(l) && (/^<[0-4]>/.test(l) || bad.test(l))) problems.push(l);
+  }
+  return problems;
+}
+
+/** A network driver named in a trace line: a module tag in a call trace, or the interface. */
+const NET_TRACE = /\[(8139too|8139cp|ne2k_pci|8390|virtio_net|net_failover|failover|mii)\]|\b(rtl8139|cp|virtnet|ne2k|ei|mii)_\w+\+0x|NETDEV|eth\d/;
+
+/** The lines of a kernel trace that starts at `head` and lists the modules at `at`, to its end. */
+function kernelTrace(lines: string[], head: number, at: number): string[] {
+  // A trace's lines are warnings (<4>); it ends at "end trace" or at the first line that is not one.
+  let end = at;
+  while (end + 1 < lines.length && end - at < 80 && !/end trace/.test(lines[end]!) && /^<[0-4]>/.test(lines[end + 1]!)) end++;
+  return lines.slice(head, end + 1);
 }
 
 let heuristics: string[] | null = null;
