@@ -1,5 +1,5 @@
 import { isDmaFault, type GuestMemory } from '../vmm/memory.js';
-import { allocBytes } from '../../net/byte-slab.js';
+import { allocBytes, copyBytes } from '../../net/byte-slab.js';
 
 /**
  * The device side of a split virtqueue (virtio 1.x §2.7, "Split Virtqueues"), in the legacy
@@ -270,7 +270,14 @@ export class SplitVirtqueue {
 
   /** Copy a chain's readable bytes out of guest memory (at most `max`). */
   gather(chain: Chain, max = chain.readableLength): Uint8Array | VirtqError {
-    const out = allocBytes(Math.min(max, chain.readableLength));
+    const length = Math.min(max, chain.readableLength);
+    const first = chain.readable[0];
+    if (first && first.len >= length) {
+      // All in one buffer, as drivers lay out a frame: one copy, with no buffer zeroed first.
+      const v = this.memory.view(first.addr, length);
+      return isDmaFault(v) ? new VirtqError('dma', this.index, v.message) : copyBytes(v);
+    }
+    const out = allocBytes(length);
     let off = 0;
     for (const s of chain.readable) {
       if (off >= out.length) break;
