@@ -43,3 +43,8 @@ export function copyBytes(bytes: Uint8Array, start = 0, end = bytes.length): Uin
   out.set(bytes.subarray(start, end));
   return out;
 }
+
+/** Whether `view` starts `at` bytes into `region`'s memory: bytes already in place, which a copy would move onto themselves. */
+export function startsAt(view: Uint8Array, region: Uint8Array, at = 0): boolean {
+  return view.buffer === region.buffer && view.byteOffset === region.byteOffset + at;
+}

@@ -67,12 +67,12 @@ export interface IpLayer {
    */
   gsoChecksumPartialFor?(dst: Ipv4Addr, datagramLength: number): boolean;
   /**
-   * A buffer of IP_HEADROOM + `payloadLength` bytes to build a datagram to `dst` in, handed back as
+   * A buffer of IP_HEADROOM + `payloadLength` bytes to build a `protocol` datagram to `dst` in, handed back as
    * `IpOutput.framed` in the very next `output` call: memory the interface's port lends
    * (FramePort.lendTx) when the datagram will leave at once, or fresh bytes. Its contents are not
    * zeroed: the transport writes every byte after the headroom.
    */
-  datagramBuffer?(dst: Ipv4Addr, payloadLength: number): Uint8Array;
+  datagramBuffer?(dst: Ipv4Addr, protocol: number, payloadLength: number): Uint8Array;
   /** Whether `addr` is one of the stack's own addresses. */
   isLocal(addr: Ipv4Addr): boolean;
   /** Report an ICMP error for a datagram a transport could not deliver (e.g. UDP port unreachable). */

@@ -158,8 +158,7 @@ export class Stack implements IpLayer {
   /** The route to `dst`: connected first, then the first interface with a default gateway. */
   route(dst: Ipv4Addr): { netif: Netif; nextHop: Ipv4Addr } | null {
     const n = this.netifFor(dst);
-    if (!n) return null;
-    return { netif: n, nextHop: dst === 0xffffffff || n.onLink(dst) || dst === n.broadcast ? dst : n.gateway };
+    return n ? { netif: n, nextHop: nextHopVia(n, dst) } : null;
   }
 
   /** The interface `route` picks, without building the route (asked per segment by TCP). */
@@ -170,18 +169,15 @@ export class Stack implements IpLayer {
     return null;
   }
 
-  datagramBuffer(dst: Ipv4Addr, payloadLength: number): Uint8Array {
+  datagramBuffer(dst: Ipv4Addr, protocol: number, payloadLength: number): Uint8Array {
     const size = IP_HEADROOM + payloadLength;
     const n = this.netifFor(dst);
-    // Lent only when output will hand the frame to the port at once: a known neighbour, not
-    // ourselves, and no fragmentation (a packet kept in the ARP queue or looped back would be
-    // overwritten by the next loan).
-    if (n?.port.lendTx && IPV4_HEADER_LEN + payloadLength <= (n.port.gso === true ? GSO_MAX_IP : n.mtu) && !n.owns(dst) && dst !== 0xffffffff && dst !== n.broadcast) {
-      const nextHop = n.onLink(dst) ? dst : n.gateway;
-      if (this.arp.lookup(nextHop)) {
-        const lent = n.port.lendTx(size);
-        if (lent) return lent;
-      }
+    // Lent only when output will hand the frame to the port at once: whole (not fragmented), not to
+    // ourselves or a broadcast, to a known neighbour (a packet kept in the ARP queue or looped back
+    // would be overwritten by the next loan).
+    if (n?.port.lendTx && goesWhole(n, protocol, IPV4_HEADER_LEN + payloadLength) && !n.owns(dst) && dst !== 0xffffffff && dst !== n.broadcast && this.arp.lookup(nextHopVia(n, dst))) {
+      const lent = n.port.lendTx(size);
+      if (lent) return lent;
     }
     return allocBytes(size);
   }
@@ -217,8 +213,7 @@ export class Stack implements IpLayer {
     this.nextId = (this.nextId + 1) & 0xffff;
     const ttl = d.ttl ?? this.ttl;
     const total = IPV4_HEADER_LEN + d.payload.length;
-    // Beyond the MTU only a TCP segment may go whole, to a far end that takes GSO frames.
-    if (total <= n.mtu || (d.protocol === IPPROTO_TCP && total <= GSO_MAX_IP && n.port.gso === true)) {
+    if (goesWhole(n, d.protocol, total)) {
       // Built with headroom for the Ethernet header, so the frame goes out without another copy;
       // a transport that left IP_HEADROOM in front of its payload is not copied at all.
       const inPlace = d.framed !== undefined && d.framed.length === IP_HEADROOM + d.payload.length;
@@ -527,4 +522,14 @@ export class Stack implements IpLayer {
   describe(): string {
     return this.netifs.map((n) => `${n.name} ${formatIpv4(n.addr)}/${n.prefixLength}`).join(', ');
   }
+}
+
+/** The next hop to `dst` through `n`: `dst` itself when on the link (or a broadcast), else the gateway. */
+function nextHopVia(n: Netif, dst: Ipv4Addr): Ipv4Addr {
+  return dst === 0xffffffff || n.onLink(dst) || dst === n.broadcast ? dst : n.gateway;
+}
+
+/** Whether a datagram of `total` bytes leaves `n` in one frame: within the MTU, or a TCP segment to a far end that takes GSO frames. */
+function goesWhole(n: Netif, protocol: number, total: number): boolean {
+  return total <= n.mtu || (protocol === IPPROTO_TCP && total <= GSO_MAX_IP && n.port.gso === true);
 }

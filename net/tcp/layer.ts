@@ -616,7 +616,7 @@ export class TcpLayer implements TransportProtocol, ConnectionHost {
 
   /** Room for a segment and the IPv4 and Ethernet headers: lent by the driver where it can (IpLayer.datagramBuffer). */
   private datagramBuffer(dst: Ipv4Addr, length: number): Uint8Array {
-    return this.ip.datagramBuffer?.(dst, length) ?? allocBytes(IP_HEADROOM + length);
+    return this.ip.datagramBuffer?.(dst, IPPROTO_TCP, length) ?? allocBytes(IP_HEADROOM + length);
   }
 
   private sendSegment(src: Ipv4Addr, dst: Ipv4Addr, repr: TcpRepr, fill?: PayloadFill): void {

@@ -10,6 +10,7 @@
 import { ipv4ToBytes, type Ipv4Addr } from '../addr.js';
 import { finishChecksum, foldSum, pseudoHeaderSum, sumBytes } from './checksum.js';
 import type { Parsed } from './result.js';
+import { startsAt } from '../byte-slab.js';
 
 export const IPPROTO_TCP = 6;
 export const TCP_HEADER_LEN = 20;
@@ -321,7 +322,7 @@ export function emitTcp(repr: TcpRepr, buf: Uint8Array, offset: number, src: Ipv
   }
   // A payload the caller already placed where it belongs (a transport building in place) stays.
   const p = repr.payload;
-  if (p.buffer !== b.buffer || p.byteOffset !== b.byteOffset + o) b.set(p, o);
+  if (!startsAt(p, b, o)) b.set(p, o);
   const segment = b.subarray(offset, offset + total);
   const ck = partialChecksum ? foldSum(tcpPseudoSum(src, dst, segment.length)) : tcpChecksum(segment, src, dst);
   b[offset + 16] = ck >> 8;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { allocBytes, copyBytes, SLAB_MAX_ALLOC } from '../../net/byte-slab.js';
+import { allocBytes, copyBytes, SLAB_MAX_ALLOC, startsAt } from '../../net/byte-slab.js';
 
 describe('byte slab', () => {
   it('hands out zeroed, 8-byte aligned views that never overlap', () => {
@@ -29,5 +29,13 @@ describe('byte slab', () => {
     expect(src[10]).toBe(10);
     expect(copyBytes(src, 5).length).toBe(295);
     expect(copyBytes(src, 50, 40).length).toBe(0);
+  });
+
+  it('tells bytes already in place from a copy of them (startsAt)', () => {
+    const region = new Uint8Array(64).subarray(8);
+    expect(startsAt(region.subarray(4, 10), region, 4)).toBe(true);
+    expect(startsAt(region.subarray(4, 10), region, 5)).toBe(false);
+    expect(startsAt(region, region)).toBe(true);
+    expect(startsAt(region.slice(4, 10), region, 4)).toBe(false); // same bytes, other memory
   });
 });

@@ -277,8 +277,8 @@ describe('IPv4 stack', () => {
         return sendA(f.buffer === dma.buffer ? f.slice() : f);
       },
     });
-    expect(a.datagramBuffer(ip('10.0.0.2'), 100).buffer).not.toBe(dma.buffer); // no ARP entry yet
-    expect(a.datagramBuffer(ip('10.0.0.1'), 100).buffer).not.toBe(dma.buffer); // ourselves
+    expect(a.datagramBuffer(ip('10.0.0.2'), 6, 100).buffer).not.toBe(dma.buffer); // no ARP entry yet
+    expect(a.datagramBuffer(ip('10.0.0.1'), 6, 100).buffer).not.toBe(dma.buffer); // ourselves
     expect(loans).toBe(0);
     const data = new Uint8Array(300_000).map((_, i) => (i * 7 + (i >> 9)) & 0xff);
     let atServer: Collected | null = null;

@@ -3,7 +3,7 @@ import type { PciDeviceInfo } from '../pci.js';
 import type { GuestHardware } from '../hardware.js';
 import type { DmaRegion } from '../dma.js';
 import { NetDriverPort } from '../net-driver.js';
-import { copyBytes } from '../../../net/byte-slab.js';
+import { copyBytes, startsAt } from '../../../net/byte-slab.js';
 
 /**
  * The RTL8139 driver, written the way Linux's 8139too is: port I/O to BAR0, the MAC read bit by bit
@@ -183,7 +183,7 @@ export class Rtl8139Port extends NetDriverPort {
     const entry = this.txCur % NUM_TX;
     const buf = this.tx[entry]!.bytes;
     // A frame built in the buffer lendTx lent is already where the chip reads it.
-    if (frame.buffer === buf.buffer && frame.byteOffset === buf.byteOffset) this.driverStats.txInPlace++;
+    if (startsAt(frame, buf)) this.driverStats.txInPlace++;
     else buf.set(frame);
     let len = frame.length;
     if (len < 60) {

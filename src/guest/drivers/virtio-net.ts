@@ -4,7 +4,7 @@ import type { GuestHardware } from '../hardware.js';
 import type { DmaRegion } from '../dma.js';
 import { NetDriverPort } from '../net-driver.js';
 import type { RxInfo } from '../../../net/frame-port.js';
-import { allocBytes } from '../../../net/byte-slab.js';
+import { allocBytes, startsAt } from '../../../net/byte-slab.js';
 
 /**
  * A virtio-net driver over the legacy virtio-pci transport, shaped like Linux's virtio_net on
@@ -339,19 +339,14 @@ export class VirtioNetPort extends NetDriverPort {
       const i = this.txFree.pop();
       if (i === undefined) return null;
       this.loanIndex = i;
-      const at = this.txBufs.bytes.byteOffset + i * this.txBufSize + this.hdrLen;
-      return new Uint8Array(this.txBufs.bytes.buffer, at, length);
+      const at = i * this.txBufSize + this.hdrLen;
+      return this.txBufs.bytes.subarray(at, at + length);
     }
     if (!this.largeTx || length > LARGE_TX_PACKET || this.largeFree.length === 0 || this.txFree.length === 0) return null;
     const slot = this.largeFree.pop()!;
     this.loanSlot = slot;
-    const at = this.largeTx.bytes.byteOffset + slot * (this.hdrLen + LARGE_TX_PACKET) + this.hdrLen;
-    return new Uint8Array(this.largeTx.bytes.buffer, at, length);
-  }
-
-  /** Whether `frame` was built in the lent buffer starting `at` bytes into `region`. */
-  private static builtIn(frame: Uint8Array, region: Uint8Array, at: number): boolean {
-    return frame.buffer === region.buffer && frame.byteOffset === region.byteOffset + at;
+    const at = slot * (this.hdrLen + LARGE_TX_PACKET) + this.hdrLen;
+    return this.largeTx.bytes.subarray(at, at + length);
   }
 
   /** A loan not sent returns its buffer to the free lists. */
@@ -365,7 +360,7 @@ export class VirtioNetPort extends NetDriverPort {
   protected transmit(frame: Uint8Array): boolean {
     if (frame.length > MAX_PACKET) return this.transmitLarge(frame);
     const lent = this.loanIndex;
-    const inPlace = lent >= 0 && VirtioNetPort.builtIn(frame, this.txBufs.bytes, lent * this.txBufSize + this.hdrLen);
+    const inPlace = lent >= 0 && startsAt(frame, this.txBufs.bytes, lent * this.txBufSize + this.hdrLen);
     if (inPlace) this.loanIndex = -1;
     this.endLoan();
     if (!inPlace) this.reapTx();
@@ -403,7 +398,7 @@ export class VirtioNetPort extends NetDriverPort {
       return false;
     }
     const lent = this.loanSlot;
-    const inPlace = lent >= 0 && this.largeTx !== null && VirtioNetPort.builtIn(frame, this.largeTx.bytes, lent * (this.hdrLen + LARGE_TX_PACKET) + this.hdrLen);
+    const inPlace = lent >= 0 && this.largeTx !== null && startsAt(frame, this.largeTx.bytes, lent * (this.hdrLen + LARGE_TX_PACKET) + this.hdrLen);
     if (inPlace) this.loanSlot = -1;
     this.endLoan();
     this.reapTx();
