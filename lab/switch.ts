@@ -1,8 +1,10 @@
 import { NO_DEBUG, type DebugLog } from '../net/debug.js';
 import { formatMac } from '../net/addr.js';
 import type { Clock } from '../net/clock.js';
-import { GSO_MAX_IP, type FramePort } from '../net/frame-port.js';
-import { segmentTcpv4, tcpv4Layout } from '../src/devices/tcp-gso.js';
+import { GSO_MAX_IP, type FramePort, type TxInfo } from '../net/frame-port.js';
+import { finishPartialTcpv4, segmentTcpv4, tcpv4Layout } from '../src/devices/tcp-gso.js';
+
+const PARTIAL: TxInfo = Object.freeze({ checksumPartial: true });
 
 /**
  * Largest frame sent to a port that takes no GSO: 1500-byte MTU, Ethernet header and one 802.1Q
@@ -22,6 +24,10 @@ export const SWITCH_MAX_FRAME = 1518;
  * GSO: the switch takes GSO frames on every port (`offerGso(true)`) and carries them whole to a
  * port whose far end takes them (a virtio-net guest with GUEST_TSO4, a TAP with offloads); for any
  * other port it cuts them into MTU-sized segments.
+ *
+ * Partial checksums (TxInfo.checksumPartial): taken on every port, passed on with the frame to a
+ * port that takes them (a virtio-net guest with GUEST_CSUM, a TAP with offloads), and finished
+ * once, in place, before the frame goes to any port that does not (cut segments get their own).
  */
 export interface SwitchStats {
   forwarded: number;
@@ -62,9 +68,10 @@ export class LearningSwitch {
     const index = this.ports.length;
     this.ports.push(port);
     this.names.push(name);
-    port.setReceiver((frame) => this.input(index, frame));
-    // The switch takes GSO frames on every port and cuts them only for ports that do not (output).
-    port.offerGso?.(true);
+    port.setReceiver((frame, info) => this.input(index, frame, info?.checksumPartial === true));
+    // The switch takes GSO frames on every port and cuts them only for ports that do not (output),
+    // and partial checksums, which it finishes only for ports that do not take them.
+    port.offerGso?.(true, true);
     return index;
   }
 
@@ -72,7 +79,7 @@ export class LearningSwitch {
     return (frame[offset]! * 0x10000 + ((frame[offset + 1]! << 8) | frame[offset + 2]!)) * 0x1000000 + ((frame[offset + 3]! << 16) | (frame[offset + 4]! << 8) | frame[offset + 5]!);
   }
 
-  private input(from: number, frame: Uint8Array): boolean {
+  private input(from: number, frame: Uint8Array, partial: boolean): boolean {
     if (frame.length < 14) {
       if (this.debug.on) this.debug.debug(`drop (runt, ${frame.length} bytes) from ${this.names[from]}`);
       return false;
@@ -101,14 +108,30 @@ export class LearningSwitch {
           return true;
         }
         this.stats.forwarded++;
-        this.output(e.port, frame);
+        this.output(e.port, frame, partial && this.staysPartialFor(e.port, frame));
         return true;
       }
     }
     this.stats.flooded++;
     if (this.debug.on) this.debug.debug(`flood ${formatMac(frame, 0)} from ${this.names[from]}, ${frame.length} bytes`);
-    for (let i = 0; i < this.ports.length; i++) if (i !== from) this.output(i, frame);
+    // Every port gets the same bytes: finished for all if any port needs them finished.
+    let stillPartial = partial;
+    for (let i = 0; stillPartial && i < this.ports.length; i++) if (i !== from) stillPartial = this.staysPartialFor(i, frame);
+    for (let i = 0; i < this.ports.length; i++) if (i !== from) this.output(i, frame, stillPartial);
     return true;
+  }
+
+  /**
+   * A frame that came with its checksum partial, about to go to port `index`: true when it may
+   * stay partial there; otherwise it is finished in place first (false). A GSO frame cut for the
+   * port needs nothing: every segment gets its own checksums.
+   */
+  private staysPartialFor(index: number, frame: Uint8Array): boolean {
+    const port = this.ports[index]!;
+    if (port.gsoChecksumPartial === true) return true;
+    if (frame.length > SWITCH_MAX_FRAME && port.gso !== true) return true;
+    finishPartialTcpv4(frame);
+    return false;
   }
 
   /**
@@ -116,10 +139,10 @@ export class LearningSwitch {
    * only as a TCP/IPv4 GSO frame; to any other port such a frame is cut into MTU-sized segments
    * (as Linux's bridge leaves GSO to the egress device), and anything else that large is dropped.
    */
-  private output(index: number, frame: Uint8Array): void {
+  private output(index: number, frame: Uint8Array, partial: boolean): void {
     const port = this.ports[index]!;
     if (frame.length <= SWITCH_MAX_FRAME || (port.gso === true && isTcpIpv4Gso(frame))) {
-      this.send(index, frame);
+      this.send(index, frame, partial ? PARTIAL : undefined);
       return;
     }
     const l = isTcpIpv4Gso(frame) ? tcpv4Layout(frame) : null;
@@ -137,8 +160,8 @@ export class LearningSwitch {
     }
   }
 
-  private send(index: number, frame: Uint8Array): void {
-    if (!this.ports[index]!.send(frame)) {
+  private send(index: number, frame: Uint8Array, info?: TxInfo): void {
+    if (!this.ports[index]!.send(frame, info)) {
       this.stats.drops++;
       if (this.debug.on) this.debug.debug(`drop (${this.names[index]} refused the frame, ${frame.length} bytes)`);
     }

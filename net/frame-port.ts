@@ -35,6 +35,22 @@ export interface RxInfo {
    * CHECKSUM_UNNECESSARY), so the stack need not sum the payload again.
    */
   checksumValid?: boolean;
+  /**
+   * The frame's TCP checksum is unfinished (TxInfo.checksumPartial), as it left a sender inside
+   * this host: a receiver trusts it as Linux trusts a CHECKSUM_PARTIAL skb, and whoever records or
+   * forwards the frame beyond the host finishes it first (FramePort.gsoChecksumPartial).
+   */
+  checksumPartial?: boolean;
+}
+
+/** What a sender says about a frame it sends, travelling with it as Linux's skb->ip_summed does. */
+export interface TxInfo {
+  /**
+   * The TCP/IPv4 checksum field holds only the folded pseudo-header sum (Linux's
+   * CHECKSUM_PARTIAL): summing from the TCP header to the end of the datagram and complementing
+   * finishes it. Sent only to a port whose `gsoChecksumPartial` is true.
+   */
+  checksumPartial?: boolean;
 }
 
 export interface FramePortStats {
@@ -49,7 +65,8 @@ export interface FramePortStats {
 export interface FramePort {
   readonly name: string;
   readonly stats: FramePortStats;
-  send(frame: Uint8Array): boolean;
+  /** `info` travels with the frame to the far end's receiver (links and wrappers that carry it). */
+  send(frame: Uint8Array, info?: TxInfo): boolean;
   setReceiver(receiver: FrameReceiver | null): void;
   /** True when this port keeps a frame its receiver calls `'busy'` (see the contract above). */
   readonly holds?: boolean;
@@ -57,14 +74,20 @@ export interface FramePort {
   ready?(): void;
   /** True when the far end takes TCP/IPv4 segments larger than the MTU (GSO) in one frame. */
   readonly gso?: boolean;
-  /** Say whether this end's receiver takes GSO frames (the far end's `gso` then reads true). */
-  offerGso?(on: boolean): void;
   /**
-   * True when a GSO frame sent here may carry an unfinished TCP checksum (the pseudo-header sum,
-   * as Linux leaves a CHECKSUM_PARTIAL skb): what is behind this port computes it before anyone
-   * reads the frame, so a stack need not sum 64 KiB for nothing (a virtio-net driver with HOST_TSO4
-   * writes its own partial sum there, and the device recomputes it). Never passed on by a port that
-   * records or reads frames (a capture point): those see finished checksums.
+   * Say whether this end's receiver takes GSO frames (the far end's `gso` then reads true), and
+   * with `partialChecksums` whether it takes them with unfinished TCP checksums (RxInfo.checksumPartial;
+   * the far end's `gsoChecksumPartial` then reads true).
+   */
+  offerGso?(on: boolean, partialChecksums?: boolean): void;
+  /**
+   * True when a GSO frame may be sent here with an unfinished TCP checksum, said per frame with
+   * `send(frame, { checksumPartial: true })` (the pseudo-header sum, as Linux leaves a
+   * CHECKSUM_PARTIAL skb): what is behind this port trusts it or finishes it, so nobody sums 64 KiB
+   * for nothing. A virtio-net driver with HOST_TSO4 writes its own partial sum there; a link
+   * carries the word to a receiver that offered partial checksums (a virtio-net device whose guest
+   * took GUEST_CSUM passes it on as NEEDS_CSUM; a stack trusts it). Never passed on by a port that
+   * records frames (a capture point): those see finished checksums.
    */
   readonly gsoChecksumPartial?: boolean;
   /**

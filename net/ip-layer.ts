@@ -38,6 +38,8 @@ export interface IpOutput {
    * Ethernet headers there instead of copying the datagram.
    */
   framed?: Uint8Array;
+  /** The transport left its checksum partial, as `gsoChecksumPartialFor` allowed: said to the port with the frame. */
+  checksumPartial?: boolean;
 }
 
 export type IpSendResult = 'sent' | 'queued' | 'no-route' | 'unreachable' | 'dropped';
@@ -63,7 +65,8 @@ export interface IpLayer {
   gsoFor?(dst: Ipv4Addr): number;
   /**
    * Whether a TCP datagram of `datagramLength` bytes to `dst` is a GSO one (beyond the MTU) that
-   * may leave its checksum partial (FramePort.gsoChecksumPartial).
+   * may leave its checksum partial (FramePort.gsoChecksumPartial): only when the very next `output`
+   * hands it to the port (a packet kept for ARP or looped back would lose the word).
    */
   gsoChecksumPartialFor?(dst: Ipv4Addr, datagramLength: number): boolean;
   /**

@@ -1,5 +1,8 @@
 import type { Clock, TimerHandle } from './clock.js';
-import { emptyStats, MAX_FRAME, MIN_FRAME, type FramePort, type FramePortStats, type FrameReceiver } from './frame-port.js';
+import { emptyStats, MAX_FRAME, MIN_FRAME, type FramePort, type FramePortStats, type FrameReceiver, type RxInfo, type TxInfo } from './frame-port.js';
+
+/** What a receiver is told about a frame sent with an unfinished checksum. */
+const PARTIAL: RxInfo = Object.freeze({ checksumPartial: true });
 
 export interface LinkOptions {
   /** Frames queued per direction before new ones are dropped (backpressure bound). */
@@ -33,12 +36,16 @@ class LinkEnd implements FramePort {
   private receiver: FrameReceiver | null = null;
   /** Frames travelling towards this end, waiting for delivery. */
   private inbound: Uint8Array[] = [];
+  /** Per queued frame: sent with an unfinished checksum (TxInfo.checksumPartial). */
+  private inboundPartial: boolean[] = [];
   private inboundHead = 0;
   private scheduled: TimerHandle | null = null;
   /** The receiver said `'busy'`: delivery waits for `ready()`. */
   private paused = false;
   /** This end's receiver takes GSO frames (offerGso). */
   private takesGso = false;
+  /** ... and with unfinished TCP checksums. */
+  private takesPartial = false;
 
   constructor(
     readonly name: string,
@@ -47,7 +54,7 @@ class LinkEnd implements FramePort {
     readonly holds: boolean,
   ) {}
 
-  send(frame: Uint8Array): boolean {
+  send(frame: Uint8Array, info?: TxInfo): boolean {
     const peer = this.peer;
     if (!peer || frame.length < MIN_FRAME || frame.length > MAX_FRAME || peer.inbound.length - peer.inboundHead >= this.limit) {
       this.stats.txDrops++;
@@ -55,7 +62,7 @@ class LinkEnd implements FramePort {
     }
     this.stats.txFrames++;
     this.stats.txBytes += frame.length;
-    peer.enqueue(frame);
+    peer.enqueue(frame, info?.checksumPartial === true);
     return true;
   }
 
@@ -65,12 +72,17 @@ class LinkEnd implements FramePort {
     this.ready();
   }
 
-  offerGso(on: boolean): void {
+  offerGso(on: boolean, partialChecksums = false): void {
     this.takesGso = on;
+    this.takesPartial = on && partialChecksums;
   }
 
   get gso(): boolean {
     return this.peer?.takesGso === true;
+  }
+
+  get gsoChecksumPartial(): boolean {
+    return this.peer?.takesPartial === true;
   }
 
   ready(): void {
@@ -83,8 +95,9 @@ class LinkEnd implements FramePort {
     if (!this.scheduled && !this.paused && this.inboundHead < this.inbound.length) this.scheduled = this.clock.setTimer(0, () => this.drain());
   }
 
-  private enqueue(frame: Uint8Array): void {
+  private enqueue(frame: Uint8Array, partial: boolean): void {
     this.inbound.push(frame);
+    this.inboundPartial.push(partial);
     this.schedule();
   }
 
@@ -96,7 +109,7 @@ class LinkEnd implements FramePort {
       const frame = this.inbound[this.inboundHead]!;
       let ok: ReturnType<FrameReceiver>;
       try {
-        ok = this.receiver ? this.receiver(frame) : false;
+        ok = this.receiver ? this.receiver(frame, this.inboundPartial[this.inboundHead] ? PARTIAL : undefined) : false;
       } catch (e) {
         // The receiver failed on this frame: it counts as refused and the queue moves past it, so
         // a guard above (the VMM core's fail-stop) finds the link consistent and nothing wedged.
@@ -120,6 +133,7 @@ class LinkEnd implements FramePort {
     }
     if (this.inboundHead === this.inbound.length) {
       this.inbound = [];
+      this.inboundPartial = [];
       this.inboundHead = 0;
     } else {
       this.schedule();

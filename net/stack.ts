@@ -1,7 +1,7 @@
 import { formatIpv4, formatMac, isBroadcastMac, MAC_BROADCAST, type Ipv4Addr } from './addr.js';
 import { netDebug, type NetDebug } from './debug.js';
 import type { Clock } from './clock.js';
-import { GSO_MAX_IP, type FramePort } from './frame-port.js';
+import { GSO_MAX_IP, type FramePort, type TxInfo } from './frame-port.js';
 import { IP_HEADROOM, IPPROTO_ICMP, IPPROTO_TCP, type IpDatagramInfo, type IpLayer, type IpOutput, type IpSendResult, type TransportProtocol } from './ip-layer.js';
 import { Netif } from './netif.js';
 import { ArpCache, DEFAULT_ARP_OPTIONS, type ArpOptions } from './ip/arp-cache.js';
@@ -14,6 +14,9 @@ import { emitEthernetHeader, ETH_HEADER_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, pars
 import { emitIcmp, ICMP_DEST_UNREACH, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_PARAM_PROBLEM, ICMP_TIME_EXCEEDED, ICMP_UNREACH_HOST, ICMP_UNREACH_NEEDFRAG, parseIcmp } from './wire/icmp.js';
 import { emitIpv4Header, IP_DF, IP_MF, IP_OFFMASK, IPV4_HEADER_LEN, parseIpv4 } from './wire/ipv4.js';
 import { allocBytes, copyBytes } from './byte-slab.js';
+
+/** Said to a port with a segment whose checksum the transport left partial. */
+const PARTIAL: TxInfo = Object.freeze({ checksumPartial: true });
 
 /**
  * The IPv4 stack: interfaces, ARP, IPv4 input/output with fragmentation and reassembly, ICMP, and
@@ -127,7 +130,8 @@ export class Stack implements IpLayer {
   addNetif(name: string, port: FramePort, mac: Uint8Array, mtu = 1500): Netif {
     const n = new Netif(name, port, mac.slice(0, 6), mtu);
     this.netifs.push(n);
-    port.setReceiver((frame, rx) => this.input(n, frame, rx?.checksumValid === true));
+    // A partial checksum came from a sender in this host that trusted its own data: as valid.
+    port.setReceiver((frame, rx) => this.input(n, frame, rx !== undefined && (rx.checksumValid === true || rx.checksumPartial === true)));
     return n;
   }
 
@@ -172,10 +176,9 @@ export class Stack implements IpLayer {
   datagramBuffer(dst: Ipv4Addr, protocol: number, payloadLength: number): Uint8Array {
     const size = IP_HEADROOM + payloadLength;
     const n = this.netifFor(dst);
-    // Lent only when output will hand the frame to the port at once: whole (not fragmented), not to
-    // ourselves or a broadcast, to a known neighbour (a packet kept in the ARP queue or looped back
-    // would be overwritten by the next loan).
-    if (n?.port.lendTx && goesWhole(n, protocol, IPV4_HEADER_LEN + payloadLength) && !n.owns(dst) && dst !== 0xffffffff && dst !== n.broadcast && this.arp.lookup(nextHopVia(n, dst))) {
+    // Lent only when output will hand the frame to the port at once, whole (not fragmented): a
+    // packet kept in the ARP queue or looped back would be overwritten by the next loan.
+    if (n?.port.lendTx && goesWhole(n, protocol, IPV4_HEADER_LEN + payloadLength) && this.leavesAtOnce(n, dst)) {
       const lent = n.port.lendTx(size);
       if (lent) return lent;
     }
@@ -198,7 +201,15 @@ export class Stack implements IpLayer {
 
   gsoChecksumPartialFor(dst: Ipv4Addr, datagramLength: number): boolean {
     const n = this.netifFor(dst);
-    return n !== null && datagramLength > n.mtu && n.port.gsoChecksumPartial === true;
+    return n !== null && datagramLength > n.mtu && n.port.gsoChecksumPartial === true && this.leavesAtOnce(n, dst);
+  }
+
+  /**
+   * Whether `output` hands a datagram to `dst` to the port in the same call: not to ourselves or a
+   * broadcast, and to a neighbour already in the ARP cache (anything else is kept for later).
+   */
+  private leavesAtOnce(n: Netif, dst: Ipv4Addr): boolean {
+    return !n.owns(dst) && dst !== 0xffffffff && dst !== n.broadcast && this.arp.lookup(nextHopVia(n, dst)) !== null;
   }
 
   output(d: IpOutput): IpSendResult {
@@ -220,7 +231,7 @@ export class Stack implements IpLayer {
       const frame = inPlace ? d.framed! : allocBytes(ETH_HEADER_LEN + total);
       emitIpv4Header(frame, ETH_HEADER_LEN, { id, ttl, tos: d.tos ?? 0, flagsOffset: d.dontFragment ? IP_DF : 0, protocol: d.protocol, src: d.src, dst: d.dst, payloadLength: d.payload.length });
       if (!inPlace) frame.set(d.payload, ETH_HEADER_LEN + IPV4_HEADER_LEN);
-      return this.sendIp(n, r.nextHop, frame.subarray(ETH_HEADER_LEN), frame);
+      return this.sendIp(n, r.nextHop, frame.subarray(ETH_HEADER_LEN), frame, d.checksumPartial === true ? PARTIAL : undefined);
     }
     if (d.dontFragment) {
       this.stats.txTooBig++;
@@ -244,8 +255,8 @@ export class Stack implements IpLayer {
     return result;
   }
 
-  /** `framed`, when given, is `pkt` with room for the Ethernet header in front of it. */
-  private sendIp(n: Netif, nextHop: Ipv4Addr, pkt: Uint8Array, framed?: Uint8Array): IpSendResult {
+  /** `framed`, when given, is `pkt` with room for the Ethernet header in front of it; `info` goes to the port with it. */
+  private sendIp(n: Netif, nextHop: Ipv4Addr, pkt: Uint8Array, framed?: Uint8Array, info?: TxInfo): IpSendResult {
     this.stats.txPackets++;
     const dst = (pkt[16]! << 24 | pkt[17]! << 16 | pkt[18]! << 8 | pkt[19]!) >>> 0;
     if (dst === 0xffffffff || dst === n.broadcast) return this.transmitIp(n, MAC_BROADCAST, pkt, framed) ? 'sent' : 'dropped';
@@ -256,31 +267,31 @@ export class Stack implements IpLayer {
       return 'sent';
     }
     const mac = this.arp.lookup(nextHop);
-    if (mac) return this.transmitIp(n, mac, pkt, framed) ? 'sent' : 'dropped';
+    if (mac) return this.transmitIp(n, mac, pkt, framed, info) ? 'sent' : 'dropped';
     // A packet built in place may sit in memory a driver lent (datagramBuffer): what waits for ARP is a copy.
     const q = this.arp.enqueue(n.name, nextHop, framed ? copyBytes(pkt) : pkt);
     if (this.debug.arp.on) this.debug.arp.debug(`${n.name}: ${formatIpv4(nextHop)} not in cache: packet ${q === 'queued' ? 'queued' : 'dropped (queue full or entry failed)'}`);
     return q === 'queued' ? 'queued' : 'dropped';
   }
 
-  private transmitIp(n: Netif, mac: Uint8Array, pkt: Uint8Array, framed?: Uint8Array): boolean {
+  private transmitIp(n: Netif, mac: Uint8Array, pkt: Uint8Array, framed?: Uint8Array, info?: TxInfo): boolean {
     if (framed !== undefined && framed.length === ETH_HEADER_LEN + pkt.length) {
       // The packet was built with headroom: fill in the Ethernet header in place.
       emitEthernetHeader(framed, mac, n.mac, ETHERTYPE_IPV4);
-      return this.sendRaw(n, framed);
+      return this.sendRaw(n, framed, info);
     }
-    return this.sendFrame(n, mac, ETHERTYPE_IPV4, pkt);
+    return this.sendFrame(n, mac, ETHERTYPE_IPV4, pkt, info);
   }
 
-  private sendFrame(n: Netif, dstMac: Uint8Array, type: number, payload: Uint8Array): boolean {
+  private sendFrame(n: Netif, dstMac: Uint8Array, type: number, payload: Uint8Array, info?: TxInfo): boolean {
     const frame = allocBytes(ETH_HEADER_LEN + payload.length);
     emitEthernetHeader(frame, dstMac, n.mac, type);
     frame.set(payload, ETH_HEADER_LEN);
-    return this.sendRaw(n, frame);
+    return this.sendRaw(n, frame, info);
   }
 
-  private sendRaw(n: Netif, frame: Uint8Array): boolean {
-    const ok = n.port.send(frame);
+  private sendRaw(n: Netif, frame: Uint8Array, info?: TxInfo): boolean {
+    const ok = n.port.send(frame, info);
     if (ok) {
       n.counters.txFrames++;
       n.counters.txBytes += frame.length;

@@ -1,4 +1,5 @@
-import { emptyStats, type FramePort, type FramePortStats, type FrameReceiver, type RxInfo } from '../../net/frame-port.js';
+import { emptyStats, type FramePort, type FramePortStats, type FrameReceiver, type RxInfo, type TxInfo } from '../../net/frame-port.js';
+import { finishPartialTcpv4 } from '../../src/devices/tcp-gso.js';
 import type { CaptureDirection, CaptureSink } from './sink.js';
 
 /**
@@ -24,6 +25,10 @@ import type { CaptureDirection, CaptureSink } from './sink.js';
  * - Frames are recorded before being handed on: ownership passes on `send`, so afterwards the frame
  *   may not be read. Recording copies the bytes once, into the pcap writer's batch; the frame
  *   itself is passed on as is.
+ * - A capture records finished checksums, as a NIC puts them on the wire: it never offers to take
+ *   partial ones (`offerGso` passes on without them, `gsoChecksumPartial` is false), and a frame
+ *   that arrives with one anyway (a driver's NEEDS_CSUM packet on its way to the stack) is finished
+ *   in place first and handed on as vouched for.
  */
 
 export interface DirectionCounters {
@@ -71,7 +76,8 @@ export class CapturePoint implements FramePort {
     inner.setReceiver((frame, info) => this.deliver(frame, info));
   }
 
-  send(frame: Uint8Array): boolean {
+  send(frame: Uint8Array, info?: TxInfo): boolean {
+    if (info?.checksumPartial) finishPartialTcpv4(frame);
     this.count('out', frame);
     const ok = this.inner.send(frame);
     if (ok) {
@@ -101,7 +107,8 @@ export class CapturePoint implements FramePort {
     return this.inner.gso === true;
   }
 
-  offerGso(on: boolean): void {
+  offerGso(on: boolean, _partialChecksums?: boolean): void {
+    // Never partial checksums through a capture point (see above).
     this.inner.offerGso?.(on);
   }
 
@@ -114,6 +121,10 @@ export class CapturePoint implements FramePort {
   private deliver(frame: Uint8Array, info?: RxInfo): boolean | 'busy' {
     // A frame the receiver called busy comes back later, the same object: record it once, when
     // first seen, so the pcap keeps wire order (the guest may answer inside the receiver).
+    if (info?.checksumPartial) {
+      finishPartialTcpv4(frame);
+      info = VOUCHED;
+    }
     if (frame !== this.heldFrame) this.count('in', frame);
     this.heldFrame = null;
     // No receiver is a refusal, as it is for a link end (the frame is counted as dropped there).
@@ -140,6 +151,8 @@ export class CapturePoint implements FramePort {
     this.sink.record(frame, direction);
   }
 }
+
+const VOUCHED: RxInfo = Object.freeze({ checksumValid: true });
 
 /**
  * Insert a capture point in front of `port`: returns the FramePort to use instead of `port`.

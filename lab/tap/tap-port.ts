@@ -1,20 +1,22 @@
 import { NO_DEBUG, type DebugLog } from '../../net/debug.js';
 import { closeSync, writeSync } from 'node:fs';
 import type { Worker } from 'node:worker_threads';
-import { emptyStats, MAX_FRAME, MIN_FRAME, type FramePort, type FramePortStats, type FrameReceiver } from '../../net/frame-port.js';
+import { emptyStats, MAX_FRAME, MIN_FRAME, type FramePort, type FramePortStats, type FrameReceiver, type RxInfo, type TxInfo } from '../../net/frame-port.js';
 import { TcpCoalescer } from '../../src/devices/tcp-gro.js';
-import { segmentTcpv4, tcpv4Layout } from '../../src/devices/tcp-gso.js';
+import { finishPartialTcpv4, segmentTcpv4, tcpv4Layout } from '../../src/devices/tcp-gso.js';
 import { FrameRing } from '../ring/frame-ring.js';
 import { startWorker } from '../ring/worker-start.js';
 import { eventFd } from './fd-wait.js';
 import { openTap, setPersist, TUN_F_CSUM, TUN_F_TSO4 } from './tun-ioctl.js';
-import { encodeVnetFrame, readVnetHeader, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_HDR_LEN } from './vnet-hdr.js';
+import { completeVnetChecksum, encodeVnetFrame, partialIsTcpv4, readVnetHeader, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_HDR_LEN } from './vnet-hdr.js';
 import { copyBytes } from '../../net/byte-slab.js';
 
 /** Ring between the reader thread and the lab: 4 MiB holds ~64 GSO frames or ~2700 MTU frames. */
 const RX_RING_BYTES = 4 << 20;
 /** Frames delivered per event-loop turn before yielding, so a flood cannot starve timers. */
 const RX_BATCH = 256;
+/** A kernel frame whose TCP checksum travels on partial (the receiver took them). */
+const PARTIAL: RxInfo = Object.freeze({ checksumPartial: true });
 
 /** Counters beyond the FramePort's: what the offloads did. */
 export interface TapOffloadStats {
@@ -39,7 +41,10 @@ export interface TapOffloadStats {
  *
  * Offloads (default on): the device is opened with IFF_VNET_HDR, a 12-byte header and TUN_F_CSUM |
  * TUN_F_TSO4, so the kernel hands over TCP segments of up to 64 KiB whole, with checksums left
- * partial (the reader thread completes them), and takes ours whole. A kernel GSO frame goes whole
+ * partial, and takes ours whole (and partial: `gsoChecksumPartial`). A partial TCP checksum goes
+ * on as it is to a receiver that offered to take them (RxInfo.checksumPartial: the switch, for a
+ * virtio-net guest), is left to the cut when a GSO frame is cut, and is completed otherwise — by
+ * the reader thread, off the lab's, unless the receiver takes them. A kernel GSO frame goes whole
  * to a receiver that said `offerGso(true)`, and is cut into MTU-sized segments with the shared
  * segmenter for any other, so the FramePort contract (frames over the MTU only where taken) holds.
  *
@@ -63,6 +68,8 @@ export class TapPort implements FramePort {
   private sleeping = false;
   private workerGone = false;
   private takesGso = false;
+  /** The receiver takes partial TCP checksums; shared with the reader thread, which then leaves them. */
+  private takesPartial = false;
   private readonly txBuf: Buffer;
   private readonly exited: Promise<void>;
   /** With offloads: the guest's TCP segments sent in one turn, merged before they are written. */
@@ -77,6 +84,8 @@ export class TapPort implements FramePort {
     worker: Worker,
     /** Bytes of virtio-net header on every read and write (0: offloads off). */
     private readonly vnetHdrLen: number,
+    /** [0]: 1 while the receiver takes partial checksums (the reader thread reads it). */
+    private readonly partialFlag: Int32Array,
     /** `--debug tap`: opened, each drop with its reason, read errors. */
     private readonly debug: DebugLog = NO_DEBUG,
   ) {
@@ -118,8 +127,9 @@ export class TapPort implements FramePort {
       closeSync(r.fd);
       return { ok: false, code: 'EMFILE', message: 'cannot create the TAP reader thread’s eventfd or ring' };
     }
-    const worker = startWorker(import.meta.url, 'tap-reader-worker', { workerData: { fd: r.fd, stopFd, sab: ringOpen.ring.sab, vnetHdrLen } });
-    const port = new TapPort(r.name, r.fd, stopFd, ringOpen.ring, worker, vnetHdrLen, options.debug);
+    const partialFlag = new Int32Array(new SharedArrayBuffer(4));
+    const worker = startWorker(import.meta.url, 'tap-reader-worker', { workerData: { fd: r.fd, stopFd, sab: ringOpen.ring.sab, vnetHdrLen, partialFlag } });
+    const port = new TapPort(r.name, r.fd, stopFd, ringOpen.ring, worker, vnetHdrLen, partialFlag, options.debug);
     if (port.debug.on) port.debug.debug(`${r.name}: opened (fd ${r.fd}${options.persist ? ', persistent' : ''}${offload ? ', offloads csum+tso4' : ''})`);
     return { ok: true, port };
   }
@@ -129,8 +139,15 @@ export class TapPort implements FramePort {
     return this.vnetHdrLen > 0;
   }
 
-  offerGso(on: boolean): void {
+  /** The kernel takes TCP checksums left partial, said in the header (NEEDS_CSUM). */
+  get gsoChecksumPartial(): boolean {
+    return this.vnetHdrLen > 0;
+  }
+
+  offerGso(on: boolean, partialChecksums = false): void {
     this.takesGso = on;
+    this.takesPartial = on && partialChecksums && this.vnetHdrLen > 0;
+    Atomics.store(this.partialFlag, 0, this.takesPartial ? 1 : 0);
   }
 
   /**
@@ -163,8 +180,19 @@ export class TapPort implements FramePort {
   private deliver(record: Uint8Array): boolean {
     const hdr = this.vnetHdrLen;
     const frameLen = record.length - hdr;
+    let partial = false;
     if (hdr > 0) {
       const info = readVnetHeader(record);
+      if (record[0]! & VNET_F_NEEDS_CSUM) {
+        // Left by the reader thread while the receiver took partial checksums. A TCP one goes on
+        // partial; a GSO frame about to be cut needs nothing; anything else is completed here.
+        if (this.takesPartial && partialIsTcpv4(record, hdr)) partial = true;
+        else if ((info.gsoType === VNET_GSO_NONE || this.takesGso) && !completeVnetChecksum(record, hdr)) {
+          this.stats.rxDrops++;
+          if (this.debug.on) this.debug.debug(`${this.name}: rx drop (checksum offsets outside the frame)`);
+          return true;
+        }
+      }
       if (info.gsoType !== VNET_GSO_NONE) {
         this.offloadStats.rxGsoFrames++;
         if (!this.takesGso) return this.deliverCut(record.subarray(hdr), info.gsoType, info.gsoSize);
@@ -178,7 +206,7 @@ export class TapPort implements FramePort {
       return true;
     }
     const frame = copyBytes(record, hdr);
-    const r = this.offer(frame);
+    const r = this.offer(frame, partial ? PARTIAL : undefined);
     return r !== 'busy';
   }
 
@@ -187,10 +215,10 @@ export class TapPort implements FramePort {
    * taken, rxDrops for refused ones; 'busy' counts nothing (the frame is offered again). A receiver
    * that throws is counted and its frame dropped; reading goes on.
    */
-  private offer(frame: Uint8Array): boolean | 'busy' {
+  private offer(frame: Uint8Array, info?: RxInfo): boolean | 'busy' {
     let r: boolean | 'busy' | void;
     try {
-      r = this.receiver ? this.receiver(frame) : false;
+      r = this.receiver ? this.receiver(frame, info) : false;
     } catch (e) {
       this.receiverErrors++;
       this.stats.rxDrops++;
@@ -245,12 +273,15 @@ export class TapPort implements FramePort {
    * frame that cannot be merged writes it first, so order is kept. A held frame counts as sent
    * when its write succeeds, and as a drop when that write fails.
    */
-  send(frame: Uint8Array): boolean {
+  send(frame: Uint8Array, info?: TxInfo): boolean {
     if (this.closed || frame.length < MIN_FRAME || frame.length > MAX_FRAME) {
       this.stats.txDrops++;
       if (this.debug.on) this.debug.debug(`${this.name}: tx drop (${this.closed ? 'closed' : `${frame.length} bytes, outside ${MIN_FRAME}..${MAX_FRAME}`})`);
       return false;
     }
+    // A GSO frame goes out NEEDS_CSUM with the pseudo-header sum in any case (encodeVnetFrame); a
+    // partial one of wire size (nobody sends those yet) is finished, as it goes out without a header word.
+    if (info?.checksumPartial && frame.length <= 1514) finishPartialTcpv4(frame);
     const c = this.coalescer;
     if (!c) return this.write(frame, 0, 1, frame.length);
     // A held frame is taken; one written at once reports its own write (a failed write of what

@@ -12,7 +12,8 @@ import { completeVnetChecksum } from './vnet-hdr.js';
  * space and reads nothing meanwhile, so frames wait in the kernel's queue (bounded by the device's
  * txqueuelen, where the kernel drops and counts). With a virtio-net header (IFF_VNET_HDR) each
  * record is the header then the frame, and a partial checksum the kernel left (NEEDS_CSUM) is
- * completed here, off the lab's thread. The lab closes both fds once this thread has exited, so an fd
+ * completed here, off the lab's thread, unless the lab's receiver takes partial checksums
+ * (`partialFlag`), when the lab passes it on or completes it itself. The lab closes both fds once this thread has exited, so an fd
  * is never closed while a read or poll here may still use it.
  */
 export interface TapReaderData {
@@ -20,9 +21,11 @@ export interface TapReaderData {
   stopFd: number;
   sab: SharedArrayBuffer;
   vnetHdrLen: number;
+  /** [0]: 1 while the lab's receiver takes partial checksums: leave NEEDS_CSUM records as they are. */
+  partialFlag: Int32Array;
 }
 
-const { fd, stopFd, sab, vnetHdrLen } = workerData as TapReaderData;
+const { fd, stopFd, sab, vnetHdrLen, partialFlag } = workerData as TapReaderData;
 const opened = FrameRing.attach(sab);
 if (!opened.ok) throw new Error(opened.error);
 const ring = opened.ring;
@@ -70,7 +73,7 @@ function run(): void {
       continue;
     }
     if (n < vnetHdrLen + 14) continue;
-    if (vnetHdrLen > 0 && !completeVnetChecksum(room.subarray(0, n), vnetHdrLen)) continue;
+    if (vnetHdrLen > 0 && Atomics.load(partialFlag, 0) === 0 && !completeVnetChecksum(room.subarray(0, n), vnetHdrLen)) continue;
     ring.commit(n);
     // A sleeping lab is woken at once, and this thread then sleeps in poll rather than trying
     // another read: a read that fails with EAGAIN builds and throws an exception, and on a busy

@@ -38,6 +38,17 @@ export function completeVnetChecksum(record: Uint8Array, hdrLen: number): boolea
   return true;
 }
 
+/**
+ * Whether a NEEDS_CSUM record's partial sum is a TCP/IPv4 one (csum_start at the TCP header,
+ * csum_offset at its checksum field): the kind that travels on as RxInfo.checksumPartial.
+ */
+export function partialIsTcpv4(record: Uint8Array, hdrLen: number): boolean {
+  const start = record[6]! | (record[7]! << 8);
+  const offset = record[8]! | (record[9]! << 8);
+  const l = tcpv4Layout(record.subarray(hdrLen));
+  return l !== null && start === l.tcpAt && offset === 16;
+}
+
 export interface VnetInfo {
   gsoType: number;
   gsoSize: number;

@@ -134,8 +134,10 @@ export class UserNet {
     this.stack = new Stack({ clock: o.clock, name: 'usernet', routerMode: true, random: o.random, tcp: { minRtoMs: 200, sendBufferSize: USERNET_TCP_BUFFER, recvBufferSize: USERNET_TCP_BUFFER }, debug: this.netDebug });
     this.netif = this.stack.addNetif('user', port, gatewayMac(a.gateway));
     // Our stack takes TCP segments of any size up to 64 KiB: a guest NIC with TSO may hand them over
-    // whole instead of cutting them to the MTU (QEMU's vnet_hdr backends do the same).
-    port.offerGso?.(true);
+    // whole instead of cutting them to the MTU (QEMU's vnet_hdr backends do the same), and with the
+    // guest's checksum left partial: the stack trusts it (its data ends in a host socket, where no
+    // checksum goes), as the kernel trusts a CHECKSUM_PARTIAL packet from a TAP.
+    port.offerGso?.(true, true);
     this.stack.configure(this.netif, a.gateway, a.prefixLength);
     this.netif.aliases.add(a.dns);
     this.stack.tcp.acceptAny = (info) => this.acceptGuestTcp(info.localAddr, info.localPort);

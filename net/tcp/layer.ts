@@ -640,7 +640,7 @@ export class TcpLayer implements TransportProtocol, ConnectionHost {
     const partial = this.ip.gsoChecksumPartialFor?.(dst, IPV4_HEADER_LEN + len) === true;
     emitTcp(repr, buf, IP_HEADROOM, src, dst, partial);
     this.stats.segmentsOut++;
-    const r = this.ip.output({ src, dst, protocol: IPPROTO_TCP, payload: buf.subarray(IP_HEADROOM), dontFragment: true, framed: buf });
+    const r = this.ip.output({ src, dst, protocol: IPPROTO_TCP, payload: buf.subarray(IP_HEADROOM), dontFragment: true, framed: buf, checksumPartial: partial });
     if (r !== 'sent' && r !== 'queued') {
       this.stats.outputErrors++;
       if (this.debug.on) this.debug.debug(`segment to ${formatIpv4(dst)}:${repr.dstPort} not sent: ${r}`);

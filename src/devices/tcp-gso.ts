@@ -57,6 +57,19 @@ export function finishTcpv4Checksums(frame: Uint8Array, l: Tcpv4Layout): void {
 }
 
 /**
+ * Finish in place the checksums of a TCP/IPv4 frame sent with its TCP checksum partial
+ * (TxInfo.checksumPartial), for whoever must see it whole (a capture, a port that does not take
+ * partial checksums). False when the frame is not a well-formed TCP/IPv4 one, which nobody sends
+ * partial.
+ */
+export function finishPartialTcpv4(frame: Uint8Array): boolean {
+  const l = tcpv4Layout(frame);
+  if (!l) return false;
+  finishTcpv4Checksums(frame, l);
+  return true;
+}
+
+/**
  * Cut a TCP/IPv4 frame into frames carrying at most `mss` payload bytes each (RFC 9293 segments of
  * one stream): sequence numbers advance, the IPv4 identification counts up, FIN and PSH stay on the
  * last piece and CWR on the first only, and every piece gets its own lengths and checksums.

@@ -1,13 +1,13 @@
 import type { DebugLog } from '../../net/debug.js';
 import type { TimerHandle } from '../../net/clock.js';
-import type { FramePort } from '../../net/frame-port.js';
+import type { FramePort, TxInfo } from '../../net/frame-port.js';
 import { MAX_FRAME, MIN_FRAME } from '../../net/frame-port.js';
 import { internetChecksum } from '../../net/wire/checksum.js';
 import type { DeviceConfig } from '../config/types.js';
 import type { DeviceContext, DeviceState, NicDevice } from '../vmm/device.js';
 import type { AccessSize } from '../vmm/io-bus.js';
 import { PciFunction } from '../vmm/pci.js';
-import { finishTcpv4Checksums, segmentTcpv4, tcpv4Layout } from './tcp-gso.js';
+import { finishIpv4HeaderChecksum, finishTcpv4Checksums, segmentTcpv4, tcpv4Layout } from './tcp-gso.js';
 import { SplitVirtqueue, isVirtqError, type Chain, type VirtqError } from './virtqueue.js';
 import { RxFilter, runCtrlCommand } from './virtio-net/ctrl.js';
 
@@ -75,6 +75,10 @@ export const VIRTIO_NET_S_LINK_UP = 1;
 /** virtio_net_hdr (§5.1.6). */
 export const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
 export const VIRTIO_NET_HDR_F_DATA_VALID = 2;
+/** Where a TCP header keeps its checksum: csum_offset for NEEDS_CSUM. */
+const TCP_CHECKSUM_OFFSET = 16;
+/** Said to the port with a GSO frame passed on with the guest's partial checksum. */
+const PARTIAL: TxInfo = Object.freeze({ checksumPartial: true });
 export const VIRTIO_NET_HDR_GSO_NONE = 0;
 export const VIRTIO_NET_HDR_GSO_TCPV4 = 1;
 export const VIRTIO_NET_HDR_LEN = 10;
@@ -174,8 +178,12 @@ export class VirtioNet implements NicDevice {
     rxHeldNoBuffer: 0,
     /** TCP segments larger than the MTU handed to a GUEST_TSO4 guest whole. */
     rxGsoFrames: 0,
+    /** Frames handed to the guest with NEEDS_CSUM: a sender in this host left their TCP checksum partial. */
+    rxPartialChecksums: 0,
     /** TSO packets from the guest passed whole to a far end that takes GSO frames. */
     txGsoWhole: 0,
+    /** Of those, passed on with the guest's partial checksum (a far end that takes them). */
+    txGsoPartial: 0,
     /** Wire-sized segments cut from TSO packets for a far end that does not. */
     txGsoSegments: 0,
     rxDropNotReady: 0,
@@ -236,17 +244,17 @@ export class VirtioNet implements NicDevice {
 
   attach(port: FramePort): void {
     this.port = port;
-    port.setReceiver((frame) => {
+    port.setReceiver((frame, info) => {
       // A throw in delivery is a model bug: it stops this device, not the lab (issue 10).
       try {
-        return this.receive(frame);
+        return this.receive(frame, info?.checksumPartial === true);
       } catch (e) {
         this.fail(`receive: ${e instanceof Error ? e.message : String(e)}`);
         return false;
       }
     });
     // Cabled after the driver came up: the new far end learns what the guest takes.
-    port.offerGso?.(this.driverOk && this.guestTakesGso);
+    this.offerGso();
   }
 
   stop(): void {
@@ -255,6 +263,16 @@ export class VirtioNet implements NicDevice {
     this.port?.offerGso?.(false);
     this.port?.setReceiver(null);
     this.pci.setIntx(false);
+  }
+
+  /**
+   * Tell the far end what the guest takes: GSO frames when it took GUEST_TSO4, and those with
+   * unfinished checksums too, which GUEST_CSUM lets us pass on as NEEDS_CSUM (§5.1.6.4) instead of
+   * summing them here, as a host's TAP hands CHECKSUM_PARTIAL packets to QEMU.
+   */
+  private offerGso(): void {
+    const on = this.driverOk && this.guestTakesGso;
+    this.port?.offerGso?.(on, on);
   }
 
   private has(feature: number): boolean {
@@ -428,7 +446,7 @@ export class VirtioNet implements NicDevice {
     if (!wasOk && this.driverOk) {
       // GUEST_TSO4 (with GUEST_CSUM, which it needs, §5.1.3.1): the guest takes TCP segments of up
       // to 64 KiB in one packet, so the far end of our link may send them whole.
-      this.port?.offerGso?.(this.guestTakesGso);
+      this.offerGso();
       // Receive buffers are not asked about until a frame waits for them (flow control asks then):
       // tell the driver not to notify us about them (saves an exit each).
       const r = this.queues[VIRTIO_NET_RX_QUEUE]!.setNotify(false);
@@ -609,7 +627,7 @@ export class VirtioNet implements NicDevice {
     if (isVirtqError(bytes)) return bytes;
     this.ctx.telemetry.record('dma', this.id);
     const frame = bytes.subarray(hdrLen);
-    if (gsoType !== VIRTIO_NET_HDR_GSO_NONE) return this.transmitGso(frame, gsoType, gsoSize);
+    if (gsoType !== VIRTIO_NET_HDR_GSO_NONE) return this.transmitGso(frame, gsoType, gsoSize, (flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) !== 0);
     if (flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
       // §5.1.6.2: checksum bytes csum_start..end and store it at csum_start + csum_offset. The
       // driver has already put the pseudo-header sum in that field, so a plain sum finishes it.
@@ -638,7 +656,7 @@ export class VirtioNet implements NicDevice {
    * segments that fit the wire, each with its checksums, as a NIC's TSO engine sends them.
    * Returns how many frames went to the wire.
    */
-  private transmitGso(frame: Uint8Array, gsoType: number, gsoSize: number): number {
+  private transmitGso(frame: Uint8Array, gsoType: number, gsoSize: number, needsCsum: boolean): number {
     const layout = gsoType === VIRTIO_NET_HDR_GSO_TCPV4 && this.has(VIRTIO_NET_F_HOST_TSO4) ? tcpv4Layout(frame) : null;
     if (!layout) {
       // Not negotiated, not TCP/IPv4: malformed, dropped and counted.
@@ -654,11 +672,17 @@ export class VirtioNet implements NicDevice {
     // `frame` is already our copy (gathered out of guest memory), so it can leave as it is.
     if (this.port?.gso) {
       const whole = frame;
-      finishTcpv4Checksums(whole, layout);
+      // NEEDS_CSUM left the pseudo-header sum in the TCP checksum field (§5.1.6.2): a far end that
+      // takes partial checksums gets it so, as Linux passes a CHECKSUM_PARTIAL skb on; anything
+      // else gets it finished here.
+      const partial = needsCsum && this.port.gsoChecksumPartial === true;
+      if (partial) finishIpv4HeaderChecksum(whole, layout.tcpAt);
+      else finishTcpv4Checksums(whole, layout);
       this.stats.txFrames++;
       this.stats.txBytes += whole.length;
       this.stats.txGsoWhole++;
-      this.port.send(whole);
+      if (partial) this.stats.txGsoPartial++;
+      this.port.send(whole, partial ? PARTIAL : undefined);
       return 1;
     }
     const pieces = segmentTcpv4(frame, layout, gsoSize);
@@ -675,8 +699,12 @@ export class VirtioNet implements NicDevice {
     return this.filter.accepts(frame, this.config.subarray(0, 6));
   }
 
-  /** A frame from the wire into the guest's receive buffers (§5.1.6.3, §5.1.6.4). */
-  private receive(frame: Uint8Array): boolean | 'busy' {
+  /**
+   * A frame from the wire into the guest's receive buffers (§5.1.6.3, §5.1.6.4). `partial`: its
+   * TCP checksum is unfinished (RxInfo.checksumPartial), which only a guest with GUEST_CSUM is
+   * offered.
+   */
+  private receive(frame: Uint8Array, partial = false): boolean | 'busy' {
     if (this.state !== 'running') return false;
     const q = this.queues[VIRTIO_NET_RX_QUEUE]!;
     if (!this.driverOk || !q.ready || !this.pci.busMaster) {
@@ -703,17 +731,31 @@ export class VirtioNet implements NicDevice {
     // left to fill in; gso_type NONE.
     const header = new Uint8Array(hdrLen);
     let gsoFrame = false;
+    const layout = partial || frame.length > ETH_MAX_FRAME ? tcpv4Layout(frame) : null;
+    if (partial && layout) {
+      if (this.has(VIRTIO_NET_F_GUEST_CSUM)) {
+        // §5.1.6.4 NEEDS_CSUM: the guest finishes (or trusts) the sum from csum_start, as the
+        // pseudo-header sum in the field expects.
+        header[0] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+        header[6] = layout.tcpAt & 0xff;
+        header[7] = layout.tcpAt >> 8;
+        header[8] = TCP_CHECKSUM_OFFSET;
+      } else {
+        // Offered only with GUEST_CSUM; a guest that reset since gets finished frames.
+        finishTcpv4Checksums(frame, layout);
+      }
+    }
     if (frame.length > ETH_MAX_FRAME) {
       // Larger than Ethernet allows: only a TCP/IPv4 GSO segment for a guest that took GUEST_TSO4.
-      const layout = this.guestTakesGso ? tcpv4Layout(frame) : null;
-      if (!layout) {
+      if (!layout || !this.guestTakesGso) {
         this.stats.rxDropTooBig++;
         if (this.dbg.on) this.dbg.debug(`drop (rxDropTooBig)`);
         return false;
       }
       // §5.1.6.4: gso_type TCPV4, hdr_len the headers' length, gso_size the segment size the
-      // packet would have been cut to; its checksums are complete, so DATA_VALID with GUEST_CSUM.
-      header[0] = VIRTIO_NET_HDR_F_DATA_VALID;
+      // packet would have been cut to; its checksums are complete (DATA_VALID, with GUEST_CSUM)
+      // or left to the guest (NEEDS_CSUM above).
+      if (!partial) header[0] = VIRTIO_NET_HDR_F_DATA_VALID;
       header[1] = VIRTIO_NET_HDR_GSO_TCPV4;
       // The segment size: what a 1500-byte MTU leaves after these IPv4 and TCP headers.
       const size = 1500 - (layout.hdrLen - 14);
@@ -804,6 +846,7 @@ export class VirtioNet implements NicDevice {
       off += len;
     }
     if (gsoFrame) this.stats.rxGsoFrames++;
+    if (header[0] === VIRTIO_NET_HDR_F_NEEDS_CSUM) this.stats.rxPartialChecksums++;
     this.ctx.telemetry.record('dma', this.id);
     this.stats.rxFrames++;
     this.stats.rxBytes += frame.length;

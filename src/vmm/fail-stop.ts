@@ -101,11 +101,14 @@ export function guardedPort(port: FramePort, scope: FailStopScope, what = 'frame
     get gso() {
       return port.gso;
     },
-    send: (frame) => port.send(frame),
+    get gsoChecksumPartial() {
+      return port.gsoChecksumPartial;
+    },
+    send: (frame, info) => port.send(frame, info),
     setReceiver: (receiver) => port.setReceiver(receiver ? guardedReceiver(scope, receiver, what) : null),
   };
   // Optional members stay absent when the port lacks them (callers test for them).
   if (port.ready) wrapped.ready = () => port.ready!();
-  if (port.offerGso) wrapped.offerGso = (on) => port.offerGso!(on);
+  if (port.offerGso) wrapped.offerGso = (on, partialChecksums) => port.offerGso!(on, partialChecksums);
   return wrapped;
 }

@@ -128,6 +128,19 @@ function tcpSegment(payload: number): Uint8Array {
   return f;
 }
 
+/** `f` (an IPv4/TCP frame) with the folded pseudo-header sum in its TCP checksum field (CHECKSUM_PARTIAL). */
+function withPartialSum(f: Uint8Array): Uint8Array {
+  const p = foldSum(pseudoHeaderSum(f.subarray(26, 30), f.subarray(30, 34), 6, f.length - 34));
+  f[50] = p >> 8;
+  f[51] = p & 0xff;
+  return f;
+}
+
+/** Whether an IPv4/TCP frame's TCP checksum is right. */
+function tcpChecksumOk(f: Uint8Array): boolean {
+  return internetChecksum(f.subarray(34), pseudoHeaderSum(f.subarray(26, 30), f.subarray(30, 34), 6, f.length - 34)) === 0;
+}
+
 /** An IPv4/UDP frame to us with its checksum field holding the pseudo-header sum (CHECKSUM_PARTIAL). */
 function udpFrame(payload: number[], dst = MAC): Uint8Array {
   const f = new Uint8Array(14 + 20 + 8 + payload.length);
@@ -326,6 +339,70 @@ describe('virtio-net legacy PCI device', () => {
     t.vm.io.outb(IO + 0x12, 0);
     expect(t.wire.gso).toBe(false);
     expect(t.failure()).toBeUndefined();
+  });
+
+  it('partial checksums: offered only with GUEST_CSUM, handed in as NEEDS_CSUM (csum_start, csum_offset), finished for a guest without it', () => {
+    const t = machine();
+    t.bringUp(F.MAC | F.MRG_RXBUF | F.GUEST_CSUM | F.GUEST_TSO4);
+    expect(t.wire.gsoChecksumPartial).toBe(true);
+    for (let i = 0; i < 8; i++) {
+      t.setDesc(t.rings[0].desc, i, 0x50000 + i * 0x1000, 0x1000, WRITE);
+      t.offer(0, i, false);
+    }
+    const f = withPartialSum(tcpSegment(10_000));
+    t.wire.send(f.slice(), { checksumPartial: true });
+    t.clock.runUntil(() => false, 1);
+    const hdr = t.m.read(0x50000, 12) as Uint8Array;
+    expect(hdr[0]).toBe(1); // NEEDS_CSUM, not DATA_VALID: the guest finishes (or trusts) the sum
+    expect(hdr[1]).toBe(1); // GSO_TCPV4
+    expect(hdr[6]! | (hdr[7]! << 8)).toBe(34); // csum_start: the TCP header
+    expect(hdr[8]! | (hdr[9]! << 8)).toBe(16); // csum_offset: its checksum field
+    const joined = new Uint8Array([...(t.m.read(0x50000, 0x1000) as Uint8Array), ...(t.m.read(0x51000, 0x1000) as Uint8Array), ...(t.m.read(0x52000, 10054 + 12 - 0x2000) as Uint8Array)]);
+    expect([...joined.subarray(12)]).toEqual([...f]); // left as the sender left it
+    // A frame sent without the word is a finished one: DATA_VALID as before.
+    const whole = tcpSegment(3000);
+    t.wire.send(whole);
+    t.clock.runUntil(() => false, 1);
+    expect((t.m.read(0x53000, 1) as Uint8Array)[0]).toBe(2);
+    expect(t.dev.counters().rxPartialChecksums).toBe(1);
+    t.vm.io.outb(IO + 0x12, 0);
+    expect(t.wire.gsoChecksumPartial).toBe(false);
+
+    // No GUEST_CSUM: never offered, and a frame that arrives partial anyway is finished first.
+    const plain = machine();
+    plain.bringUp(F.MAC | F.MRG_RXBUF);
+    expect(plain.wire.gsoChecksumPartial).toBe(false);
+    plain.setDesc(plain.rings[0].desc, 0, 0x50000, 0x1000, WRITE);
+    plain.offer(0, 0, false);
+    plain.wire.send(withPartialSum(tcpSegment(1000)), { checksumPartial: true });
+    plain.clock.runUntil(() => false, 1);
+    const got = plain.m.read(0x50000, 12 + 1054) as Uint8Array;
+    expect(got[0]).toBe(0);
+    expect(tcpChecksumOk(got.subarray(12))).toBe(true);
+    expect(plain.dev.counters().rxPartialChecksums).toBe(0);
+  });
+
+  it('a TSO packet with NEEDS_CSUM leaves whole and partial to a far end that takes partial checksums, whole and finished to one that does not', () => {
+    for (const partial of [true, false]) {
+      const t = machine();
+      t.bringUp(F.MAC | F.MRG_RXBUF | F.CSUM | F.HOST_TSO4);
+      t.wire.offerGso!(true, partial);
+      const seen: { f: Uint8Array; partial: boolean }[] = [];
+      t.wire.setReceiver((f, info) => void seen.push({ f, partial: info?.checksumPartial === true }));
+      const len = writeTso(t, 0x100000, 20_000, 1460, true);
+      t.setDesc(t.rings[1].desc, 0, 0x100000, len, 0);
+      t.offer(1, 0);
+      t.clock.runUntil(() => false, 1);
+      expect(seen).toHaveLength(1);
+      const f = seen[0]!.f;
+      expect(seen[0]!.partial).toBe(partial);
+      expect(internetChecksum(f.subarray(14, 34))).toBe(0); // the IPv4 header is always finished
+      const tcp = f.subarray(34);
+      const pseudo = pseudoHeaderSum(f.subarray(26, 30), f.subarray(30, 34), 6, tcp.length);
+      if (partial) expect((tcp[16]! << 8) | tcp[17]!).toBe(foldSum(pseudo));
+      else expect(tcpChecksumOk(f)).toBe(true);
+      expect(t.dev.counters()).toMatchObject({ txGsoWhole: 1, txGsoPartial: partial ? 1 : 0 });
+    }
   });
 
   it('without MRG_RXBUF uses a 10-byte header and one buffer per frame', () => {
@@ -706,13 +783,18 @@ describe('virtio-net control queue (CTRL_VQ, CTRL_RX)', () => {
 });
 
 /** A TSO packet on the transmit queue: header (GSO_TCPV4, gso_size) and frame in one buffer at `at`. */
-function writeTso(t: ReturnType<typeof machine>, at: number, payload: number, gsoSize: number): number {
+function writeTso(t: ReturnType<typeof machine>, at: number, payload: number, gsoSize: number, needsCsum = false): number {
   const hdr = new Uint8Array(12);
   const hv = new DataView(hdr.buffer);
   hv.setUint8(1, 1); // GSO_TCPV4
   hv.setUint16(2, 54, true);
   hv.setUint16(4, gsoSize, true);
-  const frame = tcpSegment(payload);
+  if (needsCsum) {
+    hv.setUint8(0, 1); // NEEDS_CSUM from the TCP header, the pseudo-header sum in its field
+    hv.setUint16(6, 34, true);
+    hv.setUint16(8, 16, true);
+  }
+  const frame = needsCsum ? withPartialSum(tcpSegment(payload)) : tcpSegment(payload);
   t.m.write(at, hdr);
   t.m.write(at + 12, frame);
   return 12 + frame.length;

@@ -39,13 +39,16 @@ function guest(link: { flowControl?: boolean } = {}) {
   const rx: Uint8Array[] = [];
   /** What the driver told the stack of each frame (RxInfo.checksumValid). */
   const vouched: boolean[] = [];
+  /** ... and whether it said the checksum was left partial (RxInfo.checksumPartial, from NEEDS_CSUM). */
+  const partial: boolean[] = [];
   port.setReceiver((f, info) => {
     rx.push(f);
     vouched.push(info?.checksumValid === true);
+    partial.push(info?.checksumPartial === true);
   });
   const out: Uint8Array[] = [];
   wire.setReceiver((f) => void out.push(f));
-  return { clock, vm, kernel, dev, wire, nicEnd, port, rx, out, vouched };
+  return { clock, vm, kernel, dev, wire, nicEnd, port, rx, out, vouched, partial };
 }
 
 /** A frame to the guest carrying a 32-bit sequence number, `size` bytes long. */
@@ -146,6 +149,18 @@ describe('virtio_net guest driver on the virtio-net model', () => {
     wire.send(frameTo(MAC, 1));
     clock.runUntil(() => rx.length === 2, 10);
     expect(vouched).toEqual([true, false]);
+  });
+
+  it('a segment the host left partial arrives as NEEDS_CSUM and goes to the stack as checksumPartial, bytes untouched', () => {
+    const { clock, wire, rx, partial, vouched } = guest();
+    expect(wire.gsoChecksumPartial).toBe(true); // the driver took GUEST_CSUM and GUEST_TSO4
+    const big = tcpFrameTo(MAC, 60_000);
+    wire.send(big, { checksumPartial: true });
+    wire.send(tcpFrameTo(MAC, 60_000));
+    clock.runUntil(() => rx.length === 2, 10);
+    expect([...rx[0]!]).toEqual([...big]);
+    expect(partial).toEqual([true, false]);
+    expect(vouched).toEqual([false, true]);
   });
 
   it('TSO: a 64 KiB TCP packet leaves whole to a far end that takes GSO, cut to the MTU otherwise', () => {

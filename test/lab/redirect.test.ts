@@ -203,6 +203,11 @@ describe('lab redirect (in process)', () => {
       expect(nic.rxGsoFrames).toBeGreaterThan(500);
       expect(nic.txGsoWhole).toBeGreaterThan(500);
       expect(nic.txGsoSegments).toBe(0);
+      // Checksums summed by nobody: the user-mode TCP left them partial into the guest (NEEDS_CSUM),
+      // the guest's TSO packets went to it partial, and both stacks trusted them (byte-exact above).
+      expect(nic.rxPartialChecksums).toBeGreaterThan(500);
+      expect(nic.txGsoPartial).toBeGreaterThan(500);
+      expect(lab.userNet!.stack.tcp.stats.badChecksums + lab.network!.stack.tcp.stats.badChecksums).toBe(0);
     } finally {
       lab.close();
     }

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { VirtualClock } from '../../net/clock.js';
 import { createLink } from '../../net/link.js';
 import type { FramePort } from '../../net/frame-port.js';
+import { foldSum, internetChecksum, pseudoHeaderSum } from '../../net/wire/checksum.js';
 import { LearningSwitch } from '../../lab/switch.js';
 import { ImpairedPort } from '../../lab/impair.js';
 
@@ -291,4 +292,51 @@ describe('learning switch and GSO frames', () => {
     expect(sw.stats.gsoCut).toBe(1);
     expect(sw.stats.gsoSegments).toBe(14);
   });
+
+  it('carries a partial checksum to ports that take them, finishes it once for a port that does not, and cuts need none', () => {
+    const clock = new VirtualClock();
+    const sw = new LearningSwitch(clock);
+    const got: { f: Uint8Array; partial: boolean }[][] = [[], [], [], []];
+    const stations: FramePort[] = [];
+    for (let i = 0; i < 4; i++) {
+      const [station, swSide] = createLink(clock, [`h${i}`, `sw${i}`]);
+      sw.attach(swSide, `p${i}`);
+      station.setReceiver((f, info) => void got[i]!.push({ f, partial: info?.checksumPartial === true }));
+      stations.push(station);
+    }
+    expect(stations[0]!.gsoChecksumPartial).toBe(true); // the switch takes them on every port
+    stations[1]!.offerGso!(true, true); // a virtio-net guest with GUEST_CSUM
+    stations[2]!.offerGso!(true); // GSO, but finished checksums only
+    // station 3 takes neither: its copy is cut
+    const partialGso = (): Uint8Array => {
+      const f = gsoFrame();
+      const sum = foldSum(pseudoHeaderSum(f.subarray(26, 30), f.subarray(30, 34), 6, f.length - 34));
+      f[50] = sum >> 8;
+      f[51] = sum & 0xff;
+      return f;
+    };
+    // Unicast to station 1 (learned from a frame it sent): partial all the way.
+    stations[1]!.send(frame(0xff, 2));
+    clock.runUntil(() => false, 1);
+    for (const g of got) g.length = 0;
+    stations[0]!.send(partialGso(), { checksumPartial: true });
+    clock.runUntil(() => false, 1);
+    expect(got[1]!.map((g) => g.partial)).toEqual([true]);
+    expect(tcpOk(got[1]![0]!.f)).toBe(false);
+    expect(got[2]!.length + got[3]!.length).toBe(0);
+    // Flooded: station 2 needs it finished, so every port gets the finished bytes; station 3's cut is right too.
+    const flood = partialGso();
+    flood.fill(0xff, 0, 6);
+    stations[0]!.send(flood, { checksumPartial: true });
+    clock.runUntil(() => false, 1);
+    expect(got[1]!.slice(1).map((g) => [g.partial, tcpOk(g.f)])).toEqual([[false, true]]);
+    expect(got[2]!.map((g) => [g.partial, tcpOk(g.f)])).toEqual([[false, true]]);
+    expect(got[3]!.length).toBe(14);
+    expect(got[3]!.every((g) => !g.partial && tcpOk(g.f))).toBe(true);
+  });
 });
+
+/** Whether a TCP/IPv4 frame's TCP checksum is right. */
+function tcpOk(f: Uint8Array): boolean {
+  return internetChecksum(f.subarray(34), pseudoHeaderSum(f.subarray(26, 30), f.subarray(30, 34), 6, f.length - 34)) === 0;
+}

@@ -94,6 +94,34 @@ describe('createLink (the FramePort contract)', () => {
     expect(b.stats).toMatchObject({ rxFrames: 6, rxDrops: 0 });
   });
 
+  it('carries a partial-checksum word with its frame, through a hold, only to a receiver that offered partial checksums', () => {
+    const c = new VirtualClock();
+    const [a, b] = createLink(c);
+    expect(a.gsoChecksumPartial).toBe(false);
+    b.offerGso!(true, true);
+    expect(a.gso && a.gsoChecksumPartial).toBe(true);
+    const got: [number, boolean][] = [];
+    let busy = true;
+    b.setReceiver((f, info) => {
+      if (busy && f[0] === 2) return 'busy';
+      got.push([f[0]!, info?.checksumPartial === true]);
+      return true;
+    });
+    a.send(frame(1), { checksumPartial: true });
+    a.send(frame(2), { checksumPartial: true });
+    a.send(frame(3));
+    c.advance(10);
+    busy = false;
+    b.ready!();
+    c.advance(10);
+    expect(got).toEqual([[1, true], [2, true], [3, false]]);
+    // Withdrawn with GSO, and never without it.
+    b.offerGso!(false, true);
+    expect(a.gsoChecksumPartial).toBe(false);
+    b.offerGso!(true);
+    expect(a.gsoChecksumPartial).toBe(false);
+  });
+
   it('a held queue still has its bound: the sender sees drops once it is full', () => {
     const c = new VirtualClock();
     const [a, b] = createLink(c, ['a', 'b'], { queueLimit: 3 });

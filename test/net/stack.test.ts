@@ -228,6 +228,42 @@ describe('IPv4 stack', () => {
     }
   });
 
+  it('partial checksums across a link: said with each frame to a receiver that offered them, which trusts them; none to one that did not', () => {
+    for (const offered of [true, false]) {
+      const { clock, a, b, pa, pb } = pair();
+      pb.offerGso!(true, offered);
+      expect(pa.gso).toBe(true);
+      expect(pa.gsoChecksumPartial).toBe(offered);
+      const seen = { partial: 0, whole: 0 };
+      const sendA = pa.send.bind(pa);
+      pa.send = (f, info) => {
+        const l = tcpv4Layout(f);
+        if (l && f.length > 1514) {
+          const tcp = f.subarray(l.tcpAt);
+          const pseudo = pseudoHeaderSum(f.subarray(26, 30), f.subarray(30, 34), 6, tcp.length);
+          if (info?.checksumPartial) {
+            expect((tcp[16]! << 8) | tcp[17]!).toBe(foldSum(pseudo));
+            seen.partial++;
+          } else {
+            expect(internetChecksum(tcp, pseudo)).toBe(0);
+            seen.whole++;
+          }
+        } else expect(info?.checksumPartial).toBeUndefined();
+        return sendA(f, info);
+      };
+      const data = new Uint8Array(512 * 1024).map((_, i) => (i * 31 + (i >> 9)) & 0xff);
+      let atServer: Collected | null = null;
+      b.tcp.listen(5004, (c) => (atServer = collect(c)));
+      sendAll(a.tcp.connect(ip('10.0.0.2'), 5004), data);
+      clock.runUntil(() => atServer?.ended === true, 120_000, 10_000_000);
+      // Left unfinished all the way, and taken: the receiver trusts what a sender in its host left partial.
+      expect(sha256(atServer!.bytes())).toBe(sha256(data));
+      expect(b.tcp.stats.badChecksums).toBe(0);
+      expect(offered ? seen.partial : seen.whole).toBeGreaterThan(3);
+      expect(offered ? seen.whole : seen.partial).toBe(0);
+    }
+  });
+
   it('writes the IPv4 and Ethernet headers into the headroom a transport hands over (IpOutput.framed), and copies otherwise', async () => {
     const { clock, a, pa } = pair();
     const ping = a.ping(ip('10.0.0.2'), 1); // ARP resolved, so output goes straight to the port

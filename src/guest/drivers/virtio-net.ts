@@ -47,6 +47,8 @@ const HDR_F_NEEDS_CSUM = 1;
 const HDR_F_DATA_VALID = 2;
 /** The RxInfo of a frame the device marked DATA_VALID (one shared object: receivers only read it). */
 const VOUCHED: RxInfo = Object.freeze({ checksumValid: true });
+/** NEEDS_CSUM on a received packet: a sender in the host left its TCP checksum partial (Linux: CHECKSUM_PARTIAL). */
+const PARTIAL: RxInfo = Object.freeze({ checksumPartial: true });
 const HDR_GSO_TCPV4 = 1;
 /** Transmit buffers for TSO packets (64 KiB each): few, since each carries ~44 segments. */
 const LARGE_TX_BUFFERS = 16;
@@ -570,6 +572,9 @@ export class VirtioNetPort extends NetDriverPort {
       // DATA_VALID (§5.1.6.4, with GUEST_CSUM): the device vouches for the checksum, and the stack
       // skips summing the payload again, as virtio_net marks the skb CHECKSUM_UNNECESSARY.
       const checksumValid = this.has(F_GUEST_CSUM) && (bufs[base]! & HDR_F_DATA_VALID) !== 0;
+      // NEEDS_CSUM (§5.1.6.4): the sum from csum_start is ours to finish, which a receiver that
+      // trusts the host need not do; the stack takes it as vouched, as Linux takes CHECKSUM_PARTIAL.
+      const checksumPartial = this.has(F_GUEST_CSUM) && (bufs[base]! & HDR_F_NEEDS_CSUM) !== 0;
       const parts = [bufs.subarray(base + this.hdrLen, base + first.len)];
       let ok = numBuffers >= 1;
       for (let k = 1; ok && k < numBuffers; k++) {
@@ -589,7 +594,7 @@ export class VirtioNetPort extends NetDriverPort {
         frame.set(p, o);
         o += p.length;
       }
-      this.deliver(frame, checksumValid ? VOUCHED : undefined);
+      this.deliver(frame, checksumPartial ? PARTIAL : checksumValid ? VOUCHED : undefined);
     }
     for (const id of repost) rx.add(id);
     if (repost.length > 0) {

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { VirtualClock } from '../../../net/clock.js';
 import { createLink } from '../../../net/link.js';
+import { foldSum, pseudoHeaderSum } from '../../../net/wire/checksum.js';
 import { captureBetween } from '../../../lab/capture/capture-port.js';
 import { PcapWriter, type CaptureDirection, type CaptureSink } from '../../../lab/capture/pcap-writer.js';
 import { pingFrame, requireTshark, tcpFrame, tsharkErrors, tsharkFields, udpFrame } from './frames.js';
@@ -17,6 +18,15 @@ class MemorySink implements CaptureSink {
   refused(dir: CaptureDirection): void {
     this.refusedCount[dir]++;
   }
+}
+
+/** `f` (Ethernet + 20-byte IPv4 + TCP) with only the folded pseudo-header sum in its TCP checksum field. */
+function partialOf(f: Uint8Array): Uint8Array {
+  const p = f.slice();
+  const sum = foldSum(pseudoHeaderSum(p.subarray(26, 30), p.subarray(30, 34), 6, p.length - 34));
+  p[50] = sum >> 8;
+  p[51] = sum & 0xff;
+  return p;
 }
 
 let dir: string | null = null;
@@ -117,6 +127,33 @@ describe('capture point on an in-memory link', () => {
     backend.send(udpFrame(10, 3));
     clock.runUntil(() => false, 10);
     expect(nicSide.stats.rxDrops).toBe(2);
+  });
+
+  it('records finished checksums: a frame handed in or sent with a partial one is finished first, and it never offers to take them', () => {
+    const clock = new VirtualClock();
+    const [nicSide, backend] = createLink(clock, ['vm0.eth0', 'net0-back']);
+    const sink = new MemorySink();
+    const tap = captureBetween(nicSide, 'vm0.eth0', sink);
+    tap.offerGso(true, true);
+    expect(backend.gso).toBe(true);
+    expect(backend.gsoChecksumPartial).toBe(false);
+    const heard: { f: Uint8Array; valid: boolean; partial: boolean }[] = [];
+    tap.setReceiver((f, info) => void heard.push({ f, valid: info?.checksumValid === true, partial: info?.checksumPartial === true }));
+    const atBackend: { f: Uint8Array; partial: boolean }[] = [];
+    backend.setReceiver((f, info) => void atBackend.push({ f, partial: info?.checksumPartial === true }));
+    const finished = tcpFrame(3000, 7);
+    // In: a link carrying the word to a receiver behind the capture point (as a driver hands NEEDS_CSUM frames to its stack).
+    nicSide.offerGso!(true, true);
+    backend.send(partialOf(finished), { checksumPartial: true });
+    clock.runUntil(() => heard.length === 1);
+    expect([...sink.frames[0]!.bytes]).toEqual([...finished]);
+    expect(heard[0]).toMatchObject({ valid: true, partial: false });
+    expect([...heard[0]!.f]).toEqual([...finished]);
+    // Out: finished before it is recorded and passed on as an ordinary frame.
+    expect(tap.send(partialOf(finished), { checksumPartial: true })).toBe(true);
+    clock.runUntil(() => atBackend.length === 1);
+    expect([...sink.frames[1]!.bytes]).toEqual([...finished]);
+    expect(atBackend[0]!.partial).toBe(false);
   });
 
   it('never delivers re-entrantly inside send', () => {
