@@ -41,6 +41,14 @@ export interface RxInfo {
    * forwards the frame beyond the host finishes it first (FramePort.gsoChecksumPartial).
    */
   checksumPartial?: boolean;
+  /**
+   * The frame's memory is the driver's and is used again once the receiver returns (a driver's
+   * receive buffers, lent instead of copied out): a receiver copies whatever it keeps. A stack
+   * keeps nothing of a frame past the call anyway except what it copies (TCP's out-of-order
+   * queue, UDP datagrams, IP fragments), and its applications take TCP data as valid for the
+   * call; a capture point records a copy.
+   */
+  lent?: boolean;
 }
 
 /** What a sender says about a frame it sends, travelling with it as Linux's skb->ip_summed does. */

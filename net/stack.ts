@@ -131,7 +131,7 @@ export class Stack implements IpLayer {
     const n = new Netif(name, port, mac.slice(0, 6), mtu);
     this.netifs.push(n);
     // A partial checksum came from a sender in this host that trusted its own data: as valid.
-    port.setReceiver((frame, rx) => this.input(n, frame, rx !== undefined && (rx.checksumValid === true || rx.checksumPartial === true)));
+    port.setReceiver((frame, rx) => this.input(n, frame, rx !== undefined && (rx.checksumValid === true || rx.checksumPartial === true), rx?.lent === true));
     return n;
   }
 
@@ -306,9 +306,10 @@ export class Stack implements IpLayer {
 
   /**
    * A frame from an interface. Malformed frames are counted and dropped, never thrown.
-   * `checksumValid`: the NIC vouched for its TCP/UDP checksum (RxInfo).
+   * `checksumValid`: the NIC vouched for its TCP/UDP checksum (RxInfo); `lent`: the frame's memory
+   * is reused once this returns (RxInfo.lent).
    */
-  input(n: Netif, frame: Uint8Array, checksumValid = false): boolean {
+  input(n: Netif, frame: Uint8Array, checksumValid = false, lent = false): boolean {
     n.counters.rxFrames++;
     n.counters.rxBytes += frame.length;
     if (!n.up) return true;
@@ -326,7 +327,7 @@ export class Stack implements IpLayer {
       return true;
     }
     if (e.etherType === ETHERTYPE_ARP) this.inputArp(n, e.payload);
-    else if (e.etherType === ETHERTYPE_IPV4) this.inputIp(n, e.payload, !toUs, checksumValid);
+    else if (e.etherType === ETHERTYPE_IPV4) this.inputIp(n, e.payload, !toUs, checksumValid, lent);
     else {
       n.counters.rxDropsUnknownType++;
       if (this.debug.ip.on) this.debug.ip.debug(`${n.name}: drop (unknown EtherType 0x${e.etherType.toString(16).padStart(4, '0')})`);
@@ -357,7 +358,7 @@ export class Stack implements IpLayer {
     }
   }
 
-  private inputIp(n: Netif, b: Uint8Array, linkBroadcast: boolean, checksumValid = false): void {
+  private inputIp(n: Netif, b: Uint8Array, linkBroadcast: boolean, checksumValid = false, lent = false): void {
     this.stats.rxPackets++;
     const r = parseIpv4(b);
     if (!r.ok) {
@@ -388,14 +389,17 @@ export class Stack implements IpLayer {
     let raw = h.packet;
     // What the NIC vouched for was one frame: a datagram put together from fragments is checked.
     let vouched = checksumValid;
+    let lentBytes = lent;
     if (h.flagsOffset & (IP_MF | IP_OFFMASK)) {
+      // The reassembler keeps copies of the fragments; the datagram it puts together is its own.
       const whole = this.reassembler.input(h);
       if (!whole) return;
       payload = whole.payload;
       raw = whole.headerBytes;
       vouched = false;
+      lentBytes = false;
     }
-    const info: IpDatagramInfo = { src: h.src, dst: h.dst, protocol: h.protocol, ttl: h.ttl, netif: n.name, foreignDestination: foreign, broadcast, checksumValid: vouched };
+    const info: IpDatagramInfo = { src: h.src, dst: h.dst, protocol: h.protocol, ttl: h.ttl, netif: n.name, foreignDestination: foreign, broadcast, checksumValid: vouched, lent: lentBytes };
     if (h.protocol === IPPROTO_ICMP) {
       this.inputIcmp(n, info, payload, raw);
       return;

@@ -123,7 +123,7 @@ export class CapturePoint implements FramePort {
     // first seen, so the pcap keeps wire order (the guest may answer inside the receiver).
     if (info?.checksumPartial) {
       finishPartialTcpv4(frame);
-      info = VOUCHED;
+      info = info.lent ? VOUCHED_LENT : VOUCHED;
     }
     if (frame !== this.heldFrame) this.count('in', frame);
     this.heldFrame = null;
@@ -153,6 +153,7 @@ export class CapturePoint implements FramePort {
 }
 
 const VOUCHED: RxInfo = Object.freeze({ checksumValid: true });
+const VOUCHED_LENT: RxInfo = Object.freeze({ checksumValid: true, lent: true });
 
 /**
  * Insert a capture point in front of `port`: returns the FramePort to use instead of `port`.

@@ -125,7 +125,11 @@ export abstract class TcpControlBlock {
   // --- application callbacks (raw API) ---
   /** Active open completed (ESTABLISHED). */
   onConnected: (() => void) | null = null;
-  /** In-order data; the window reopens only when the application calls `recved`. */
+  /**
+   * In-order data; the window reopens only when the application calls `recved`. The bytes are
+   * valid for the call only (they may be a driver's lent receive buffer, RxInfo.lent): an
+   * application copies what it keeps, as every one here does.
+   */
   onData: ((data: Uint8Array) => void) | null = null;
   /** `n` bytes were acknowledged and left the send buffer: there is room to write. */
   onSent: ((n: number) => void) | null = null;

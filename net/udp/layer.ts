@@ -3,6 +3,7 @@ import { formatIpv4, type Ipv4Addr } from '../addr.js';
 import { IPPROTO_UDP, type IpDatagramInfo, type IpLayer, type IpSendResult, type TransportProtocol } from '../ip-layer.js';
 import { emitUdp, parseUdp } from '../wire/udp.js';
 import { ICMP_UNREACH_PORT } from '../wire/icmp.js';
+import { copyBytes } from '../byte-slab.js';
 
 /**
  * UDP (RFC 768) with sockets: bind to an address/port, optionally connect, send, and receive
@@ -120,7 +121,8 @@ export class UdpLayer implements TransportProtocol {
   }
 
   input(info: IpDatagramInfo, payload: Uint8Array, raw: Uint8Array): void {
-    const r = parseUdp(payload, info.checksumValid ? undefined : { src: info.src, dst: info.dst });
+    // Sockets keep datagrams (a NAT's send is asynchronous): a lent frame's bytes are copied first.
+    const r = parseUdp(info.lent ? copyBytes(payload) : payload, info.checksumValid ? undefined : { src: info.src, dst: info.dst });
     if (!r.ok) {
       if (r.error === 'bad-checksum') this.stats.rxBadChecksum++;
       else this.stats.rxMalformed++;

@@ -264,6 +264,59 @@ describe('IPv4 stack', () => {
     }
   });
 
+  it('keeps nothing of a lent frame (RxInfo.lent): data queued out of order and UDP datagrams survive the frame being overwritten after input', () => {
+    const { clock, a, b, pa, nb } = pair();
+    const ping = a.ping(ip('10.0.0.2'), 1);
+    clock.runUntil(() => false, 100);
+    void ping;
+    // a's data segments reach b as a driver lends them, in swapped pairs (so every other one waits
+    // in the out-of-order queue), and are scribbled over as soon as b's input returns.
+    const sendA = pa.send.bind(pa);
+    let held: Uint8Array | null = null;
+    const lend = (f: Uint8Array): void => {
+      b.input(nb, f, false, true);
+      f.fill(0xee);
+    };
+    pa.send = (f, info) => {
+      const l = tcpv4Layout(f);
+      if (!l || f.length - l.hdrLen === 0) return sendA(f, info);
+      const mine = f.slice();
+      if (held === null) {
+        held = mine;
+        clock.setTimer(5, () => {
+          if (held === mine) {
+            held = null;
+            lend(mine);
+          }
+        });
+        return true;
+      }
+      const earlier = held;
+      held = null;
+      lend(mine);
+      lend(earlier);
+      return true;
+    };
+    const data = new Uint8Array(300 * 1024).map((_, i) => (i * 7 + (i >> 8)) & 0xff);
+    let atServer: Collected | null = null;
+    b.tcp.listen(5005, (c) => (atServer = collect(c)));
+    sendAll(a.tcp.connect(ip('10.0.0.2'), 5005), data);
+    clock.runUntil(() => atServer?.ended === true, 120_000, 10_000_000);
+    expect(sha256(atServer!.bytes())).toBe(sha256(data));
+    expect(b.tcp.stats.outOfOrderSegments).toBeGreaterThan(10);
+    // A UDP datagram a socket keeps: its own copy, not the lent frame's bytes.
+    pa.send = sendA;
+    const kept: Uint8Array[] = [];
+    b.udp.socket().bind(7001).onMessage = (d) => void kept.push(d);
+    const frames: Uint8Array[] = [];
+    const toB = pa.send.bind(pa);
+    pa.send = (f) => (frames.push(f.slice()), toB(f));
+    a.udp.socket().send(new Uint8Array([1, 2, 3, 4]), ip('10.0.0.2'), 7001);
+    expect(frames).toHaveLength(1);
+    lend(frames[0]!);
+    expect([...kept[0]!]).toEqual([1, 2, 3, 4]);
+  });
+
   it('writes the IPv4 and Ethernet headers into the headroom a transport hands over (IpOutput.framed), and copies otherwise', async () => {
     const { clock, a, pa } = pair();
     const ping = a.ping(ip('10.0.0.2'), 1); // ARP resolved, so output goes straight to the port

@@ -12,8 +12,9 @@ export interface AppConn {
   /** Abort (RST). */
   abort(): void;
   /**
-   * In-order data (the app may keep it). Return `false` to hold the receive window shut for these
-   * bytes until the app calls `consumed(n)`: that is how a slow app slows its peer down.
+   * In-order data, valid for the call only (it may sit in the driver's lent receive buffer): an
+   * app copies what it keeps. Return `false` to hold the receive window shut for these bytes until
+   * the app calls `consumed(n)`: that is how a slow app slows its peer down.
    */
   onData: (data: Uint8Array) => boolean | void;
   /** The app is done with `n` bytes it held (only after returning false from onData). */

@@ -3,8 +3,8 @@ import type { PciDeviceInfo } from '../pci.js';
 import type { GuestHardware } from '../hardware.js';
 import type { DmaRegion } from '../dma.js';
 import { NetDriverPort } from '../net-driver.js';
-import type { RxInfo } from '../../../net/frame-port.js';
-import { allocBytes, startsAt } from '../../../net/byte-slab.js';
+import { MAX_FRAME, type RxInfo } from '../../../net/frame-port.js';
+import { allocBytes, SLAB_MAX_ALLOC, startsAt } from '../../../net/byte-slab.js';
 
 /**
  * A virtio-net driver over the legacy virtio-pci transport, shaped like Linux's virtio_net on
@@ -45,10 +45,13 @@ const F_GUEST_TSO4 = 7;
 const F_HOST_TSO4 = 11;
 const HDR_F_NEEDS_CSUM = 1;
 const HDR_F_DATA_VALID = 2;
-/** The RxInfo of a frame the device marked DATA_VALID (one shared object: receivers only read it). */
-const VOUCHED: RxInfo = Object.freeze({ checksumValid: true });
-/** NEEDS_CSUM on a received packet: a sender in the host left its TCP checksum partial (Linux: CHECKSUM_PARTIAL). */
-const PARTIAL: RxInfo = Object.freeze({ checksumPartial: true });
+/**
+ * What the driver tells the stack of a frame, by [lent][DATA_VALID][NEEDS_CSUM] (shared objects:
+ * receivers only read them). DATA_VALID: the device vouched for the checksum; NEEDS_CSUM: a sender
+ * in the host left its TCP checksum partial (Linux: CHECKSUM_PARTIAL); lent: a large frame handed
+ * over in the receive buffers themselves (or the driver's one assembly buffer), reused after the call.
+ */
+const RX_INFO: (RxInfo | undefined)[] = [undefined, { checksumPartial: true }, { checksumValid: true }, { checksumValid: true, checksumPartial: true }, { lent: true }, { lent: true, checksumPartial: true }, { lent: true, checksumValid: true }, { lent: true, checksumValid: true, checksumPartial: true }].map((i) => (i ? Object.freeze(i) : undefined));
 const HDR_GSO_TCPV4 = 1;
 /** Transmit buffers for TSO packets (64 KiB each): few, since each carries ~44 segments. */
 const LARGE_TX_BUFFERS = 16;
@@ -188,6 +191,8 @@ export class VirtioNetPort extends NetDriverPort {
   private ctrl: DriverRing | null = null;
   private ctrlBuf: DmaRegion | null = null;
   private rxBufSize = 0;
+  /** Where a large frame whose buffers are not back to back is gathered (lent to the stack per call). */
+  private assembly: Uint8Array | null = null;
   private rxBufs!: DmaRegion;
   private txBufs!: DmaRegion;
   private txBufSize = 0;
@@ -197,7 +202,7 @@ export class VirtioNetPort extends NetDriverPort {
   private loanIndex = -1;
   /** The large transmit buffer lent, or -1; out of largeFree meanwhile. */
   private loanSlot = -1;
-  readonly driverStats = { interrupts: 0, configChanges: 0, rxErrors: 0, txErrors: 0, txRingFull: 0, txLarge: 0, txInPlace: 0, kicks: 0, kicksSuppressed: 0, ctrlCommands: 0, ctrlErrors: 0 };
+  readonly driverStats = { interrupts: 0, configChanges: 0, rxErrors: 0, txErrors: 0, txRingFull: 0, txLarge: 0, txInPlace: 0, rxLent: 0, rxInPlace: 0, kicks: 0, kicksSuppressed: 0, ctrlCommands: 0, ctrlErrors: 0 };
 
   constructor(
     name: string,
@@ -535,6 +540,27 @@ export class VirtioNetPort extends NetDriverPort {
     }
   }
 
+  /** The parts (views into the receive buffers) as one view when each starts where the last ended. */
+  private inPlace(parts: Uint8Array[], total: number): Uint8Array | null {
+    const first = parts[0]!;
+    let end = first.byteOffset + first.length;
+    for (let k = 1; k < parts.length; k++) {
+      if (parts[k]!.byteOffset !== end) return null;
+      end += parts[k]!.length;
+    }
+    this.driverStats.rxInPlace++;
+    return new Uint8Array(first.buffer, first.byteOffset, total);
+  }
+
+  private gather(parts: Uint8Array[], total: number, into: Uint8Array): Uint8Array {
+    let o = 0;
+    for (const p of parts) {
+      into.set(p, o);
+      o += p.length;
+    }
+    return into.length === total ? into : into.subarray(0, total);
+  }
+
   /** Take every used receive buffer, deliver the frames, and post the buffers again. */
   private receiveUsed(): void {
     const rx = this.rx;
@@ -588,13 +614,14 @@ export class VirtioNetPort extends NetDriverPort {
         if (this.dbg.on) this.dbg.debug(`${this.name}: rxErrors`);
         continue;
       }
-      const frame = allocBytes(total);
-      let o = 0;
-      for (const p of parts) {
-        frame.set(p, o);
-        o += p.length;
-      }
-      this.deliver(frame, checksumPartial ? PARTIAL : checksumValid ? VOUCHED : undefined);
+      // A large (GSO) frame is lent to the stack for the call, as Linux hands up an skb over the
+      // receive pages: where its buffers lie back to back it is read where the device wrote it,
+      // otherwise gathered into the driver's one assembly buffer. Either way no 64 KiB is
+      // allocated per frame, and the buffers are posted again only after the loop.
+      const lent = total > SLAB_MAX_ALLOC;
+      const frame = lent ? (this.inPlace(parts, total) ?? this.gather(parts, total, this.assembly ??= new Uint8Array(MAX_FRAME))) : this.gather(parts, total, allocBytes(total));
+      if (lent) this.driverStats.rxLent++;
+      this.deliver(frame, RX_INFO[(lent ? 4 : 0) | (checksumValid ? 2 : 0) | (checksumPartial ? 1 : 0)]);
     }
     for (const id of repost) rx.add(id);
     if (repost.length > 0) {
