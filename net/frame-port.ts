@@ -10,6 +10,9 @@
  * - Frames arriving from the other end are handed to the receiver set with `setReceiver`. The
  *   receiver returns `false` when it could not take the frame (e.g. a NIC's ring is full); the
  *   port then counts it in `stats.rxDrops`. Delivery never happens re-entrantly inside `send`.
+ *   A receiver that took the frame and kept no reference to it (a NIC model that DMA'd it into
+ *   guest memory) may say so with `'copied'`: a port that lent the frame's memory (`lendTx`) may
+ *   then use it again. Anything that cannot vouch for that (a switch, a queue) answers `true`.
  * - Each frame is counted once by the port that carried or refused it: `txFrames`/`txBytes` for
  *   frames accepted by `send`, `txDrops` for those refused; `rxFrames`/`rxBytes` for frames the
  *   receiver took, `rxDrops` for those it refused (or that found no receiver). A pass-through
@@ -26,7 +29,7 @@
  *   driver and the pass-throughs between it and its stack (capture points) say anything; every other
  *   port passes nothing, which is always safe (the stack then checks everything itself).
  */
-export type FrameReceiver = (frame: Uint8Array, info?: RxInfo) => boolean | 'busy' | void;
+export type FrameReceiver = (frame: Uint8Array, info?: RxInfo) => boolean | 'busy' | 'copied' | void;
 
 /** What a NIC told its driver about a received frame, as Linux's skb->ip_summed does. */
 export interface RxInfo {

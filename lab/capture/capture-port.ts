@@ -118,7 +118,7 @@ export class CapturePoint implements FramePort {
     return this.inner;
   }
 
-  private deliver(frame: Uint8Array, info?: RxInfo): boolean | 'busy' {
+  private deliver(frame: Uint8Array, info?: RxInfo): boolean | 'busy' | 'copied' {
     // A frame the receiver called busy comes back later, the same object: record it once, when
     // first seen, so the pcap keeps wire order (the guest may answer inside the receiver).
     if (info?.checksumPartial) {
@@ -141,7 +141,8 @@ export class CapturePoint implements FramePort {
       this.counters.in.drops++;
       this.sink.refused?.('in', this.receiver ? 'the receiver refused it' : 'no receiver attached');
     }
-    return ok;
+    // Recording copied it, so the receiver's word for the frame stands for the pair.
+    return answer === 'copied' ? 'copied' : ok;
   }
 
   private count(direction: CaptureDirection, frame: Uint8Array): void {

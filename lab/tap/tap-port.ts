@@ -216,7 +216,7 @@ export class TapPort implements FramePort {
    * that throws is counted and its frame dropped; reading goes on.
    */
   private offer(frame: Uint8Array, info?: RxInfo): boolean | 'busy' {
-    let r: boolean | 'busy' | void;
+    let r: ReturnType<FrameReceiver>;
     try {
       r = this.receiver ? this.receiver(frame, info) : false;
     } catch (e) {

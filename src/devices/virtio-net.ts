@@ -704,7 +704,7 @@ export class VirtioNet implements NicDevice {
    * TCP checksum is unfinished (RxInfo.checksumPartial), which only a guest with GUEST_CSUM is
    * offered.
    */
-  private receive(frame: Uint8Array, partial = false): boolean | 'busy' {
+  private receive(frame: Uint8Array, partial = false): boolean | 'busy' | 'copied' {
     if (this.state !== 'running') return false;
     const q = this.queues[VIRTIO_NET_RX_QUEUE]!;
     if (!this.driverOk || !q.ready || !this.pci.busMaster) {
@@ -852,7 +852,8 @@ export class VirtioNet implements NicDevice {
     this.stats.rxBytes += frame.length;
     this.refreshRxNotify();
     this.completed(q);
-    return this.state === 'running';
+    // The frame is in the guest's buffers now; nothing here refers to it (a lent one may be reused).
+    return this.state === 'running' ? 'copied' : false;
   }
 
   /**

@@ -283,7 +283,7 @@ export class ContractProbe implements FramePort {
     return this.sent.filter(({ frame, copy }) => frame.length !== copy.length || frame.some((b, i) => b !== copy[i])).length;
   }
 
-  private deliver(frame: Uint8Array): boolean | 'busy' | void {
+  private deliver(frame: Uint8Array): ReturnType<FrameReceiver> {
     const copy = frame.slice();
     let answer: ReturnType<FrameReceiver>;
     try {
@@ -292,7 +292,7 @@ export class ContractProbe implements FramePort {
       this.violations.push(`receiver threw on a ${frame.length}-byte frame: ${(e as Error).message}`);
       return false;
     }
-    if (answer !== true && answer !== false && answer !== 'busy' && answer !== undefined) this.violations.push(`receiver answered ${String(answer)}`);
+    if (answer !== true && answer !== false && answer !== 'busy' && answer !== 'copied' && answer !== undefined) this.violations.push(`receiver answered ${String(answer)}`);
     if (answer === 'busy' && !this.holds) this.violations.push("receiver answered 'busy' to a port that does not hold");
     if (frame.some((b, i) => b !== copy[i])) this.violations.push(`receiver modified a ${frame.length}-byte frame it was handed`);
     if (answer === 'busy') this.answers.busy++;

@@ -122,6 +122,50 @@ describe('createLink (the FramePort contract)', () => {
     expect(a.gsoChecksumPartial).toBe(false);
   });
 
+  it('lends large buffers for frames it sends, and takes one back only when the receiver copied (or refused) its frame', () => {
+    const c = new VirtualClock();
+    const [a, b] = createLink(c);
+    expect(a.lendTx!(1514)).toBeNull(); // small frames come from the byte slabs
+    let answer: 'copied' | boolean = 'copied';
+    const got: number[] = [];
+    b.setReceiver((f) => (got.push(f[20]!), answer));
+    const lentFrame = (tag: number): Uint8Array => {
+      const f = a.lendTx!(40_000)!;
+      expect(f.length).toBe(40_000);
+      f.fill(tag);
+      return f;
+    };
+    const first = lentFrame(1);
+    // Not sent: the next loan is the same memory.
+    expect(lentFrame(2).buffer).toBe(first.buffer);
+    expect(a.send(first)).toBe(true);
+    const second = lentFrame(3); // the first is in flight: other memory
+    expect(second.buffer).not.toBe(first.buffer);
+    expect(a.send(second)).toBe(true);
+    c.advance(1);
+    expect(got).toEqual([2, 3]);
+    // Both came back ('copied'): lent again, the last returned first.
+    const third = lentFrame(4);
+    expect(third.buffer).toBe(second.buffer);
+    answer = true; // this one the receiver may keep: never lent again
+    a.send(third);
+    c.advance(1);
+    expect(got).toEqual([2, 3, 4]);
+    const fourth = lentFrame(5);
+    expect(fourth.buffer).toBe(first.buffer);
+    a.send(fourth);
+    c.advance(1);
+    const fifth = lentFrame(6); // the pool is empty now (one kept, one in the receiver's hands): new memory
+    expect(fifth.buffer).not.toBe(second.buffer);
+    expect(fifth.buffer).not.toBe(first.buffer);
+    expect(got).toEqual([2, 3, 4, 5]);
+    // A refused frame's buffer comes back too.
+    b.setReceiver(() => false);
+    a.send(fifth);
+    c.advance(1);
+    expect(lentFrame(7).buffer).toBe(fifth.buffer);
+  });
+
   it('a held queue still has its bound: the sender sees drops once it is full', () => {
     const c = new VirtualClock();
     const [a, b] = createLink(c, ['a', 'b'], { queueLimit: 3 });
