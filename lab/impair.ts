@@ -1,6 +1,7 @@
 import type { Clock } from '../net/clock.js';
 import { emptyStats, MAX_FRAME, MIN_FRAME, type FramePort, type FramePortStats, type FrameReceiver } from '../net/frame-port.js';
 import { mulberry32 } from '../net/random.js';
+import { copyBytes } from '../net/byte-slab.js';
 
 /**
  * Link impairments in one direction (what `tc netem` does on a Linux link), seeded so that a run
@@ -117,8 +118,10 @@ export class ImpairedPort implements FramePort {
     const fate = this.out.offer(frame);
     if (fate === 'now') return this.out.deliverNow(frame) === true;
     if (fate === 'twice') {
+      // The duplicate is a frame of its own: one object must not reach two holders (lend-pool.ts).
+      const second = copyBytes(frame);
       const first = this.out.deliverNow(frame) === true;
-      return this.out.deliverNow(frame) === true || first;
+      return this.out.deliverNow(second) === true || first;
     }
     if (fate === 'later') return true;
     this.stats.txDrops++;
@@ -131,7 +134,7 @@ export class ImpairedPort implements FramePort {
       if (this.back.paused && this.holds) return 'busy';
       let fate = this.back.offer(frame);
       if (fate === 'twice') {
-        this.back.later(frame); // the copy follows from the clock; the original goes through now
+        this.back.later(copyBytes(frame)); // the copy follows from the clock; the original goes through now
         fate = 'now';
       }
       if (fate === 'later') return true;
@@ -200,10 +203,12 @@ class Direction {
       return 'full';
     }
     if (copies === 2) this.impairStats.duplicated++;
-    for (const wait of waits) {
+    waits.forEach((wait, i) => {
       this.waiting++;
-      this.clock.setTimer(wait, () => this.arrive(frame));
-    }
+      // A duplicate is a frame of its own: one object must not reach two holders (lend-pool.ts).
+      const f = i === 0 ? frame : copyBytes(frame);
+      this.clock.setTimer(wait, () => this.arrive(f));
+    });
     return 'later';
   }
 

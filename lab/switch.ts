@@ -3,6 +3,8 @@ import { formatMac } from '../net/addr.js';
 import type { Clock } from '../net/clock.js';
 import { GSO_MAX_IP, type FramePort, type TxInfo } from '../net/frame-port.js';
 import { finishPartialTcpv4, segmentTcpv4, tcpv4Layout } from '../src/devices/tcp-gso.js';
+import { copyBytes } from '../net/byte-slab.js';
+import { isLent, settleFrame } from '../net/lend-pool.js';
 
 const PARTIAL: TxInfo = Object.freeze({ checksumPartial: true });
 
@@ -108,7 +110,8 @@ export class LearningSwitch {
           return true;
         }
         this.stats.forwarded++;
-        this.output(e.port, frame, partial && this.staysPartialFor(e.port, frame));
+        // Cut into segments, the frame itself went nowhere: its way ends here (lend-pool.ts).
+        if (!this.output(e.port, frame, partial && this.staysPartialFor(e.port, frame))) settleFrame(frame, false);
         return true;
       }
     }
@@ -117,7 +120,10 @@ export class LearningSwitch {
     // Every port gets the same bytes: finished for all if any port needs them finished.
     let stillPartial = partial;
     for (let i = 0; stillPartial && i < this.ports.length; i++) if (i !== from) stillPartial = this.staysPartialFor(i, frame);
-    for (let i = 0; i < this.ports.length; i++) if (i !== from) this.output(i, frame, stillPartial);
+    // A lent buffer goes back when its frame's way ends, so each port gets a copy of its own.
+    const lent = isLent(frame);
+    for (let i = 0; i < this.ports.length; i++) if (i !== from) this.output(i, lent ? copyBytes(frame) : frame, stillPartial);
+    if (lent) settleFrame(frame, false);
     return true;
   }
 
@@ -139,18 +145,19 @@ export class LearningSwitch {
    * only as a TCP/IPv4 GSO frame; to any other port such a frame is cut into MTU-sized segments
    * (as Linux's bridge leaves GSO to the egress device), and anything else that large is dropped.
    */
-  private output(index: number, frame: Uint8Array, partial: boolean): void {
+  /** Returns whether the frame itself went to the port (not cut, not dropped). */
+  private output(index: number, frame: Uint8Array, partial: boolean): boolean {
     const port = this.ports[index]!;
     if (frame.length <= SWITCH_MAX_FRAME || (port.gso === true && isTcpIpv4Gso(frame))) {
       this.send(index, frame, partial ? PARTIAL : undefined);
-      return;
+      return true;
     }
     const l = isTcpIpv4Gso(frame) ? tcpv4Layout(frame) : null;
     if (!l) {
       this.stats.oversize++;
       this.stats.drops++;
       if (this.debug.on) this.debug.debug(`drop (oversize, ${frame.length} bytes > ${SWITCH_MAX_FRAME}) to ${this.names[index]}`);
-      return;
+      return false;
     }
     this.stats.gsoCut++;
     if (this.debug.on) this.debug.debug(`cut a ${frame.length}-byte GSO frame for ${this.names[index]}`);
@@ -158,6 +165,7 @@ export class LearningSwitch {
       this.stats.gsoSegments++;
       this.send(index, piece);
     }
+    return false;
   }
 
   private send(index: number, frame: Uint8Array, info?: TxInfo): void {

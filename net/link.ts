@@ -1,12 +1,7 @@
 import type { Clock, TimerHandle } from './clock.js';
 import { emptyStats, MAX_FRAME, MIN_FRAME, type FramePort, type FramePortStats, type FrameReceiver, type RxInfo, type TxInfo } from './frame-port.js';
 import { SLAB_MAX_ALLOC } from './byte-slab.js';
-
-/**
- * Buffers an end keeps for lending (lendTx): enough for the GSO frames in flight on a busy link
- * (a 1 MiB TCP window is 16 of them); beyond it a returned buffer is left to the GC.
- */
-const LEND_POOL_MAX = 32;
+import { LendPool, settleFrame } from './lend-pool.js';
 
 /** What a receiver is told about a frame sent with an unfinished checksum. */
 const PARTIAL: RxInfo = Object.freeze({ checksumPartial: true });
@@ -54,16 +49,13 @@ class LinkEnd implements FramePort {
   /** ... and with unfinished TCP checksums. */
   private takesPartial = false;
   /**
-   * Lending (lendTx): large buffers for frames this end sends, back in the pool once the far
-   * end's receiver said it copied the frame ('copied'). Frames up to SLAB_MAX_ALLOC come from the
-   * byte slabs, which cost little; a 64 KiB buffer per GSO segment costs its zeroing and, counted
-   * as external memory, a full garbage collection every 64 MB.
+   * Lending (lendTx): large buffers for frames this end sends (lend-pool.ts), back in the pool
+   * once the far end's receiver said it copied the frame ('copied'). Frames up to SLAB_MAX_ALLOC
+   * come from the byte slabs, which cost little.
    */
-  private readonly pool: Uint8Array[] = [];
+  private pool: LendPool | null = null;
   /** The buffer lent last and not sent yet: the next loan reuses it. */
   private loan: Uint8Array | null = null;
-  /** Lent buffers travelling to the far end, by their memory. */
-  private readonly inFlight = new Set<ArrayBufferLike>();
 
   constructor(
     readonly name: string,
@@ -78,10 +70,7 @@ class LinkEnd implements FramePort {
       this.stats.txDrops++;
       return false;
     }
-    if (this.loan !== null && frame.buffer === this.loan.buffer) {
-      this.inFlight.add(frame.buffer);
-      this.loan = null;
-    }
+    if (this.loan !== null && frame.buffer === this.loan.buffer) this.loan = null;
     this.stats.txFrames++;
     this.stats.txBytes += frame.length;
     peer.enqueue(frame, info?.checksumPartial === true);
@@ -90,19 +79,9 @@ class LinkEnd implements FramePort {
 
   lendTx(length: number): Uint8Array | null {
     if (length <= SLAB_MAX_ALLOC || length > MAX_FRAME) return null;
-    const buf = this.loan ?? this.pool.pop() ?? new Uint8Array(MAX_FRAME);
-    this.loan = buf;
-    return buf.subarray(0, length);
-  }
-
-  /**
-   * A frame this end sent has been dealt with at the far end: a lent buffer goes back to the pool
-   * when the receiver kept nothing of it (it copied it, refused it, or there was none), and is
-   * left to the receiver (and the GC) when it may have kept it.
-   */
-  private settled(frame: Uint8Array, kept: boolean): void {
-    if (frame.length <= SLAB_MAX_ALLOC || !this.inFlight.delete(frame.buffer)) return;
-    if (!kept && this.pool.length < LEND_POOL_MAX) this.pool.push(new Uint8Array(frame.buffer));
+    if (this.loan !== null) return new Uint8Array(this.loan.buffer, 0, length);
+    this.loan = (this.pool ??= new LendPool()).lend(length);
+    return this.loan;
   }
 
   setReceiver(receiver: FrameReceiver | null): void {
@@ -152,7 +131,7 @@ class LinkEnd implements FramePort {
       } catch (e) {
         // The receiver failed on this frame: it counts as refused and the queue moves past it, so
         // a guard above (the VMM core's fail-stop) finds the link consistent and nothing wedged.
-        this.peer?.settled(frame, true);
+        settleFrame(frame, true);
         this.inbound[this.inboundHead++] = undefined as unknown as Uint8Array;
         this.stats.rxDrops++;
         this.schedule();
@@ -164,7 +143,8 @@ class LinkEnd implements FramePort {
         break;
       }
       this.inbound[this.inboundHead++] = undefined as unknown as Uint8Array;
-      this.peer?.settled(frame, ok !== false && ok !== 'busy' && ok !== 'copied');
+      // The frame's way ends here unless the receiver kept it: a lent buffer goes back (lend-pool.ts).
+      settleFrame(frame, ok !== false && ok !== 'busy' && ok !== 'copied');
       // As on the transmit side: a frame is counted once, as taken or as dropped.
       if (ok === false || ok === 'busy') this.stats.rxDrops++;
       else {

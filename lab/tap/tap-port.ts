@@ -9,7 +9,8 @@ import { startWorker } from '../ring/worker-start.js';
 import { eventFd } from './fd-wait.js';
 import { openTap, setPersist, TUN_F_CSUM, TUN_F_TSO4 } from './tun-ioctl.js';
 import { completeVnetChecksum, encodeVnetFrame, partialIsTcpv4, readVnetHeader, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_HDR_LEN } from './vnet-hdr.js';
-import { copyBytes } from '../../net/byte-slab.js';
+import { copyBytes, SLAB_MAX_ALLOC } from '../../net/byte-slab.js';
+import { LendPool, settleFrame } from '../../net/lend-pool.js';
 
 /** Ring between the reader thread and the lab: 4 MiB holds ~64 GSO frames or ~2700 MTU frames. */
 const RX_RING_BYTES = 4 << 20;
@@ -70,6 +71,8 @@ export class TapPort implements FramePort {
   private takesGso = false;
   /** The receiver takes partial TCP checksums; shared with the reader thread, which then leaves them. */
   private takesPartial = false;
+  /** Buffers a GSO frame is copied into out of the ring, back once the frame's way ended (lend-pool.ts). */
+  private readonly lendPool = new LendPool();
   private readonly txBuf: Buffer;
   private readonly exited: Promise<void>;
   /** With offloads: the guest's TCP segments sent in one turn, merged before they are written. */
@@ -205,7 +208,12 @@ export class TapPort implements FramePort {
       if (this.debug.on) this.debug.debug(`${this.name}: rx drop (${frameLen < MIN_FRAME ? 'runt' : 'oversize'}, ${frameLen} bytes)`);
       return true;
     }
-    const frame = copyBytes(record, hdr);
+    // Out of the ring: the slot is reused while a link may still queue the frame.
+    let frame: Uint8Array;
+    if (frameLen > SLAB_MAX_ALLOC) {
+      frame = this.lendPool.lend(frameLen);
+      frame.set(record.subarray(hdr));
+    } else frame = copyBytes(record, hdr);
     const r = this.offer(frame, partial ? PARTIAL : undefined);
     return r !== 'busy';
   }
@@ -225,6 +233,8 @@ export class TapPort implements FramePort {
       if (this.debug.on) this.debug.debug(`${this.name}: rx drop (receiver threw: ${e instanceof Error ? e.message : String(e)})`);
       return false;
     }
+    // Busy (offered again from the ring), refused or copied: nothing holds this frame now.
+    if (r === 'busy' || r === false || r === 'copied') settleFrame(frame, false);
     if (r === 'busy') return 'busy';
     if (r === false) {
       this.stats.rxDrops++;

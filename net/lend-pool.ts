@@ -1,0 +1,58 @@
+import { SLAB_MAX_ALLOC } from './byte-slab.js';
+import { MAX_FRAME } from './frame-port.js';
+
+/**
+ * Buffers for large frames (GSO segments up to 64 KiB), lent by the port that fills them and given
+ * back when the frame has reached its end — the part of an skb's page reference count this lab
+ * needs. A 64 KiB `new Uint8Array` per segment costs its zeroing and, counted as external memory,
+ * a full garbage collection every 64 MB of them; a buffer that comes back costs neither.
+ *
+ * Who gives a buffer back (`settleFrame`): the last hop that knows nobody else holds the frame —
+ * a link whose receiver answered `'copied'` (a NIC model that DMA'd it into guest memory) or
+ * refused it, a port whose receiver was busy or refused, a switch that cut it into segments. A
+ * receiver that may keep the frame answers `true`, and the buffer is then left to it and to the
+ * GC. Whoever would hand one frame object to two holders (a switch flooding it, an impairment
+ * duplicating it) copies it first (`isLent`).
+ */
+const owners = new WeakMap<ArrayBufferLike, LendPool>();
+
+export class LendPool {
+  private readonly free: ArrayBuffer[] = [];
+
+  /** @param max buffers kept for lending: enough for the frames in flight on a busy path (a 1 MiB TCP window is 16 GSO segments). */
+  constructor(private readonly max = 32) {}
+
+  /** `length` bytes (SLAB_MAX_ALLOC < length ≤ MAX_FRAME) of a pooled buffer, not zeroed, travelling until settled. */
+  lend(length: number): Uint8Array {
+    const buf = this.free.pop() ?? new ArrayBuffer(MAX_FRAME);
+    owners.set(buf, this);
+    return new Uint8Array(buf, 0, length);
+  }
+
+  /** How many buffers wait to be lent (tests). */
+  get available(): number {
+    return this.free.length;
+  }
+
+  give(buf: ArrayBuffer): void {
+    if (this.free.length < this.max) this.free.push(buf);
+  }
+}
+
+/** Whether `frame`'s memory is a lent buffer still travelling: copy it before handing it to a second holder. */
+export function isLent(frame: Uint8Array): boolean {
+  return frame.length > SLAB_MAX_ALLOC && owners.has(frame.buffer);
+}
+
+/**
+ * `frame` reached its end here. A lent buffer goes back to its pool when nothing kept the frame
+ * (`kept` false); otherwise it is left to its holder and the GC. Anything else is ignored.
+ */
+export function settleFrame(frame: Uint8Array, kept: boolean): void {
+  if (frame.length <= SLAB_MAX_ALLOC) return;
+  const buf = frame.buffer;
+  const pool = owners.get(buf);
+  if (!pool) return;
+  owners.delete(buf);
+  if (!kept) pool.give(buf as ArrayBuffer);
+}
