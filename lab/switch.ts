@@ -111,7 +111,7 @@ export class LearningSwitch {
         }
         this.stats.forwarded++;
         // Cut into segments, the frame itself went nowhere: its way ends here (lend-pool.ts).
-        if (!this.output(e.port, frame, partial && this.staysPartialFor(e.port, frame))) settleFrame(frame, false);
+        if (!this.output(e.port, frame, partial && this.staysPartialFor(e.port, frame))) settleFrame(frame);
         return true;
       }
     }
@@ -123,7 +123,7 @@ export class LearningSwitch {
     // A lent buffer goes back when its frame's way ends, so each port gets a copy of its own.
     const lent = isLent(frame);
     for (let i = 0; i < this.ports.length; i++) if (i !== from) this.output(i, lent ? copyBytes(frame) : frame, stillPartial);
-    if (lent) settleFrame(frame, false);
+    if (lent) settleFrame(frame);
     return true;
   }
 

@@ -20,8 +20,6 @@ export interface IpDatagramInfo {
   broadcast: boolean;
   /** The NIC vouched for the TCP/UDP checksum (RxInfo.checksumValid): the layer need not sum it. */
   checksumValid?: boolean;
-  /** The frame is lent (RxInfo.lent): a transport copies what it keeps past the call. */
-  lent?: boolean;
 }
 
 export interface IpOutput {

@@ -7,12 +7,13 @@ import { MAX_FRAME } from './frame-port.js';
  * needs. A 64 KiB `new Uint8Array` per segment costs its zeroing and, counted as external memory,
  * a full garbage collection every 64 MB of them; a buffer that comes back costs neither.
  *
- * Who gives a buffer back (`settleFrame`): the last hop that knows nobody else holds the frame —
- * a link whose receiver answered `'copied'` (a NIC model that DMA'd it into guest memory) or
- * refused it, a port whose receiver was busy or refused, a switch that cut it into segments. A
- * receiver that may keep the frame answers `true`, and the buffer is then left to it and to the
- * GC. Whoever would hand one frame object to two holders (a switch flooding it, an impairment
- * duplicating it) copies it first (`isLent`).
+ * Who gives a buffer back (`settleFrame`): the frame's last holder, once it knows nothing refers
+ * to the frame any more — a link whose receiver answered `'copied'` (a NIC model that DMA'd it
+ * into guest memory, a stack, which copies whatever it keeps) or refused it, a port whose receiver
+ * was busy or refused, a switch that cut it into segments, a TAP that wrote it to the kernel. A
+ * receiver that may keep the frame (or passes it on) answers `true`, and the buffer is then left
+ * to whoever holds it next, or to the GC. Whoever would hand one frame object to two holders (a
+ * switch flooding it, an impairment duplicating it) copies it first (`isLent`).
  */
 const owners = new WeakMap<ArrayBufferLike, LendPool>();
 
@@ -45,14 +46,14 @@ export function isLent(frame: Uint8Array): boolean {
 }
 
 /**
- * `frame` reached its end here. A lent buffer goes back to its pool when nothing kept the frame
- * (`kept` false); otherwise it is left to its holder and the GC. Anything else is ignored.
+ * `frame`'s way ended here and nothing refers to it any more: a lent buffer goes back to its pool
+ * (once: a second call finds it no longer lent). Anything else is ignored.
  */
-export function settleFrame(frame: Uint8Array, kept: boolean): void {
+export function settleFrame(frame: Uint8Array): void {
   if (frame.length <= SLAB_MAX_ALLOC) return;
   const buf = frame.buffer;
   const pool = owners.get(buf);
   if (!pool) return;
   owners.delete(buf);
-  if (!kept) pool.give(buf as ArrayBuffer);
+  pool.give(buf as ArrayBuffer);
 }

@@ -131,7 +131,6 @@ class LinkEnd implements FramePort {
       } catch (e) {
         // The receiver failed on this frame: it counts as refused and the queue moves past it, so
         // a guard above (the VMM core's fail-stop) finds the link consistent and nothing wedged.
-        settleFrame(frame, true);
         this.inbound[this.inboundHead++] = undefined as unknown as Uint8Array;
         this.stats.rxDrops++;
         this.schedule();
@@ -143,8 +142,8 @@ class LinkEnd implements FramePort {
         break;
       }
       this.inbound[this.inboundHead++] = undefined as unknown as Uint8Array;
-      // The frame's way ends here unless the receiver kept it: a lent buffer goes back (lend-pool.ts).
-      settleFrame(frame, ok !== false && ok !== 'busy' && ok !== 'copied');
+      // Refused or copied, the frame's way ends here: a lent buffer goes back (lend-pool.ts).
+      if (ok === false || ok === 'busy' || ok === 'copied') settleFrame(frame);
       // As on the transmit side: a frame is counted once, as taken or as dropped.
       if (ok === false || ok === 'busy') this.stats.rxDrops++;
       else {

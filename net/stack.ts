@@ -130,8 +130,12 @@ export class Stack implements IpLayer {
   addNetif(name: string, port: FramePort, mac: Uint8Array, mtu = 1500): Netif {
     const n = new Netif(name, port, mac.slice(0, 6), mtu);
     this.netifs.push(n);
-    // A partial checksum came from a sender in this host that trusted its own data: as valid.
-    port.setReceiver((frame, rx) => this.input(n, frame, rx !== undefined && (rx.checksumValid === true || rx.checksumPartial === true), rx?.lent === true));
+    // A partial checksum came from a sender in this host that trusted its own data: as valid. The
+    // stack keeps nothing of a frame past the call (what it keeps, it copies): 'copied'.
+    port.setReceiver((frame, rx) => {
+      this.input(n, frame, rx !== undefined && (rx.checksumValid === true || rx.checksumPartial === true));
+      return 'copied';
+    });
     return n;
   }
 
@@ -306,10 +310,11 @@ export class Stack implements IpLayer {
 
   /**
    * A frame from an interface. Malformed frames are counted and dropped, never thrown.
-   * `checksumValid`: the NIC vouched for its TCP/UDP checksum (RxInfo); `lent`: the frame's memory
-   * is reused once this returns (RxInfo.lent).
+   * `checksumValid`: the NIC vouched for its TCP/UDP checksum (RxInfo). Nothing of the frame is
+   * kept past the call except copies (TCP's out-of-order queue, UDP datagrams, IP fragments), so
+   * its memory may be reused at once (RxInfo.lent, FrameReceiver's 'copied').
    */
-  input(n: Netif, frame: Uint8Array, checksumValid = false, lent = false): boolean {
+  input(n: Netif, frame: Uint8Array, checksumValid = false): boolean {
     n.counters.rxFrames++;
     n.counters.rxBytes += frame.length;
     if (!n.up) return true;
@@ -327,7 +332,7 @@ export class Stack implements IpLayer {
       return true;
     }
     if (e.etherType === ETHERTYPE_ARP) this.inputArp(n, e.payload);
-    else if (e.etherType === ETHERTYPE_IPV4) this.inputIp(n, e.payload, !toUs, checksumValid, lent);
+    else if (e.etherType === ETHERTYPE_IPV4) this.inputIp(n, e.payload, !toUs, checksumValid);
     else {
       n.counters.rxDropsUnknownType++;
       if (this.debug.ip.on) this.debug.ip.debug(`${n.name}: drop (unknown EtherType 0x${e.etherType.toString(16).padStart(4, '0')})`);
@@ -358,7 +363,7 @@ export class Stack implements IpLayer {
     }
   }
 
-  private inputIp(n: Netif, b: Uint8Array, linkBroadcast: boolean, checksumValid = false, lent = false): void {
+  private inputIp(n: Netif, b: Uint8Array, linkBroadcast: boolean, checksumValid = false): void {
     this.stats.rxPackets++;
     const r = parseIpv4(b);
     if (!r.ok) {
@@ -389,7 +394,6 @@ export class Stack implements IpLayer {
     let raw = h.packet;
     // What the NIC vouched for was one frame: a datagram put together from fragments is checked.
     let vouched = checksumValid;
-    let lentBytes = lent;
     if (h.flagsOffset & (IP_MF | IP_OFFMASK)) {
       // The reassembler keeps copies of the fragments; the datagram it puts together is its own.
       const whole = this.reassembler.input(h);
@@ -397,9 +401,8 @@ export class Stack implements IpLayer {
       payload = whole.payload;
       raw = whole.headerBytes;
       vouched = false;
-      lentBytes = false;
     }
-    const info: IpDatagramInfo = { src: h.src, dst: h.dst, protocol: h.protocol, ttl: h.ttl, netif: n.name, foreignDestination: foreign, broadcast, checksumValid: vouched, lent: lentBytes };
+    const info: IpDatagramInfo = { src: h.src, dst: h.dst, protocol: h.protocol, ttl: h.ttl, netif: n.name, foreignDestination: foreign, broadcast, checksumValid: vouched };
     if (h.protocol === IPPROTO_ICMP) {
       this.inputIcmp(n, info, payload, raw);
       return;

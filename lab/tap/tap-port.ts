@@ -234,7 +234,7 @@ export class TapPort implements FramePort {
       return false;
     }
     // Busy (offered again from the ring), refused or copied: nothing holds this frame now.
-    if (r === 'busy' || r === false || r === 'copied') settleFrame(frame, false);
+    if (r === 'busy' || r === false || r === 'copied') settleFrame(frame);
     if (r === 'busy') return 'busy';
     if (r === false) {
       this.stats.rxDrops++;
@@ -313,6 +313,7 @@ export class TapPort implements FramePort {
     if (this.vnetHdrLen > 0) {
       const n = encodeVnetFrame(frame, this.txBuf, gsoSize);
       if (n === 0) {
+        settleFrame(frame);
         this.stats.txDrops += segments;
         return false;
       }
@@ -322,11 +323,14 @@ export class TapPort implements FramePort {
     try {
       writeSync(this.fd, out);
     } catch (e) {
+      settleFrame(frame);
       // EIO while the interface is down, EINVAL over the MTU, ENOBUFS: the frame is lost.
       this.stats.txDrops += segments;
       if (this.debug.on) this.debug.debug(`${this.name}: tx drop (write: ${(e as NodeJS.ErrnoException).code ?? String(e)}, ${frame.length} bytes${segments > 1 ? `, ${segments} frames merged` : ''})`);
       return false;
     }
+    // Written (copied into the kernel): the frame's way ends here (a lent buffer goes back, lend-pool.ts).
+    settleFrame(frame);
     this.stats.txFrames += segments;
     this.stats.txBytes += bytesIn;
     this.offloadStats.txCoalesced += segments - 1;

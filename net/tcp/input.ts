@@ -11,14 +11,14 @@ import { copyBytes } from '../byte-slab.js';
 
 export abstract class TcpInput extends TcpAckProcessing {
   /**
-   * A segment for this connection (already checksummed and parsed by the layer). `lent`: its bytes
-   * are reused once this returns (RxInfo.lent), so what is kept for later is copied.
+   * A segment for this connection (already checksummed and parsed by the layer). Its bytes are the
+   * frame's, valid for the call only (the stack keeps nothing of a frame): what is kept is copied.
    */
-  input(seg: TcpRepr, lent = false): void {
+  input(seg: TcpRepr): void {
     this.counters.segmentsIn++;
     if (this.isClosed()) return;
-    if (this.state === 'SYN_SENT') this.inputSynSent(seg, lent);
-    else this.inputSynchronized(seg, lent);
+    if (this.state === 'SYN_SENT') this.inputSynSent(seg);
+    else this.inputSynchronized(seg);
     if (this.isClosed()) return;
     if (this.keepAlive && this.isSynchronized()) {
       this.keepProbesSent = 0;
@@ -28,7 +28,7 @@ export abstract class TcpInput extends TcpAckProcessing {
   }
 
   /** RFC 9293 §3.10.7.3: SYN-SENT. */
-  protected inputSynSent(seg: TcpRepr, lent: boolean): void {
+  protected inputSynSent(seg: TcpRepr): void {
     const f = seg.flags;
     if (f & TH_ACK) {
       // First check: the ACK must acknowledge our SYN.
@@ -66,7 +66,7 @@ export abstract class TcpInput extends TcpAckProcessing {
       this.ackNow = true;
       this.becameEstablished();
       if (this.isClosed()) return;
-      if (seg.payload.length > 0) this.receiveData(seqAdd(seg.seq, 1), seg.payload, lent);
+      if (seg.payload.length > 0) this.receiveData(seqAdd(seg.seq, 1), seg.payload);
       if (f & TH_FIN) this.receiveFin(seqAdd(seg.seq, 1 + seg.payload.length));
     } else {
       // Simultaneous open (RFC 9293 Figure 7): SYN-RECEIVED, answer SYN,ACK with our ISS.
@@ -80,7 +80,7 @@ export abstract class TcpInput extends TcpAckProcessing {
   }
 
   /** RFC 9293 §3.10.7.4: every state after SYN-SENT. */
-  protected inputSynchronized(seg: TcpRepr, lent: boolean): void {
+  protected inputSynchronized(seg: TcpRepr): void {
     const f = seg.flags;
     const stats = this.host.stats;
     let seq = seg.seq;
@@ -191,7 +191,7 @@ export abstract class TcpInput extends TcpAckProcessing {
     if (payload.length > 0) {
       const s = this.state;
       if (s === 'ESTABLISHED' || s === 'FIN_WAIT_1' || s === 'FIN_WAIT_2') {
-        this.receiveData(seq, payload, lent);
+        this.receiveData(seq, payload);
         if (this.isClosed()) return;
       }
     }
@@ -200,8 +200,8 @@ export abstract class TcpInput extends TcpAckProcessing {
     if (fin) this.receiveFin(seqAdd(seq, payload.length));
   }
 
-  /** In-order data goes to onData (valid for the call); out-of-order data is queued, copied if lent. */
-  protected receiveData(seq: number, data: Uint8Array, lent = false): void {
+  /** In-order data goes to onData (valid for the call); out-of-order data is queued as a copy. */
+  protected receiveData(seq: number, data: Uint8Array): void {
     if (this.rxClosed) {
       // RFC 1122 §4.2.2.13: data after a full close is answered with RST.
       this.sendRst(this.sndMax);
@@ -222,7 +222,7 @@ export abstract class TcpInput extends TcpAckProcessing {
       if (this.oooFinSeq !== null && this.oooFinSeq === this.rcvNxt) this.receiveFin(this.rcvNxt);
     } else {
       this.host.stats.outOfOrderSegments++;
-      const r = this.ooo.insert(seq, lent ? copyBytes(data) : data, this.rcvNxt, this.rcvAdvRight);
+      const r = this.ooo.insert(seq, copyBytes(data), this.rcvNxt, this.rcvAdvRight);
       if (r === 'dropped') this.host.stats.outOfOrderDrops++;
       else if (r === 'duplicate') this.noteDuplicate(seq, seqAdd(seq, data.length));
       this.ackNow = true; // RFC 5681 §4.2: out-of-order data is acknowledged at once (with SACK)

@@ -324,7 +324,7 @@ export class TcpLayer implements TransportProtocol, ConnectionHost {
       conn = undefined;
     }
     if (conn) {
-      conn.input(seg, info.lent === true);
+      conn.input(seg);
       return;
     }
     this.inputNoConnection(info, seg);
@@ -552,7 +552,7 @@ export class TcpLayer implements TransportProtocol, ConnectionHost {
     if (this.debug.on) this.debug.debug(`SYN cookie from ${formatIpv4(info.src)}:${seg.srcPort} validated`);
     this.stats.passiveOpens++;
     conn.openFromCookie({ srcPort: seg.srcPort, dstPort: seg.dstPort, seq: peerIsn, ack: 0, flags: TH_SYN, window: seg.window, urgent: 0, options: synOptions, payload: new Uint8Array(0) });
-    conn.input(seg, info.lent === true);
+    conn.input(seg);
     // The ACK matches the rebuilt state by construction; should it ever not complete the
     // handshake, no half-open connection without a retransmission timer may stay behind.
     if (conn.state === 'SYN_RECEIVED') conn.abort();

@@ -121,8 +121,8 @@ export class UdpLayer implements TransportProtocol {
   }
 
   input(info: IpDatagramInfo, payload: Uint8Array, raw: Uint8Array): void {
-    // Sockets keep datagrams (a NAT's send is asynchronous): a lent frame's bytes are copied first.
-    const r = parseUdp(info.lent ? copyBytes(payload) : payload, info.checksumValid ? undefined : { src: info.src, dst: info.dst });
+    // Sockets keep datagrams (a NAT's send is asynchronous), and the stack keeps nothing of a frame: a copy.
+    const r = parseUdp(copyBytes(payload), info.checksumValid ? undefined : { src: info.src, dst: info.dst });
     if (!r.ok) {
       if (r.error === 'bad-checksum') this.stats.rxBadChecksum++;
       else this.stats.rxMalformed++;

@@ -2,6 +2,7 @@ import type { DebugLog } from '../../net/debug.js';
 import type { TimerHandle } from '../../net/clock.js';
 import type { FramePort, TxInfo } from '../../net/frame-port.js';
 import { MAX_FRAME, MIN_FRAME } from '../../net/frame-port.js';
+import { SLAB_MAX_ALLOC } from '../../net/byte-slab.js';
 import { internetChecksum } from '../../net/wire/checksum.js';
 import type { DeviceConfig } from '../config/types.js';
 import type { DeviceContext, DeviceState, NicDevice } from '../vmm/device.js';
@@ -623,10 +624,21 @@ export class VirtioNet implements NicDevice {
       if (this.dbg.on) this.dbg.debug(`drop (txDropOversize)`);
       return 0;
     }
-    const bytes = q.gather(chain);
-    if (isVirtqError(bytes)) return bytes;
+    // A TSO packet is gathered into memory the port lends when it can (a link's pool): no 64 KiB
+    // buffer of its own per packet; the loan ends unsent if the packet is dropped or cut.
+    const frameLen = chain.readableLength - hdrLen;
+    const lent = gsoType !== VIRTIO_NET_HDR_GSO_NONE && frameLen > SLAB_MAX_ALLOC ? (this.port?.lendTx?.(frameLen) ?? null) : null;
+    let frame: Uint8Array;
+    if (lent) {
+      const r = q.gatherInto(chain, hdrLen, lent);
+      if (r) return r;
+      frame = lent;
+    } else {
+      const bytes = q.gather(chain);
+      if (isVirtqError(bytes)) return bytes;
+      frame = bytes.subarray(hdrLen);
+    }
     this.ctx.telemetry.record('dma', this.id);
-    const frame = bytes.subarray(hdrLen);
     if (gsoType !== VIRTIO_NET_HDR_GSO_NONE) return this.transmitGso(frame, gsoType, gsoSize, (flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) !== 0);
     if (flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
       // §5.1.6.2: checksum bytes csum_start..end and store it at csum_start + csum_offset. The

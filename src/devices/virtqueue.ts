@@ -290,6 +290,27 @@ export class SplitVirtqueue {
     return out;
   }
 
+  /**
+   * Copy the chain's readable bytes from `skip` on into `into` (as many as it holds): a frame
+   * gathered straight into memory the port lent (FramePort.lendTx) instead of a buffer of its own.
+   */
+  gatherInto(chain: Chain, skip: number, into: Uint8Array): VirtqError | null {
+    let off = 0;
+    let pos = 0;
+    for (const s of chain.readable) {
+      if (off >= into.length) break;
+      const from = Math.max(0, skip - pos);
+      pos += s.len;
+      if (from >= s.len) continue;
+      const n = Math.min(s.len - from, into.length - off);
+      const v = this.memory.view(s.addr + from, n);
+      if (isDmaFault(v)) return new VirtqError('dma', this.index, v.message);
+      into.set(v, off);
+      off += n;
+    }
+    return null;
+  }
+
   /** Copy `data` into a chain's writable buffers; returns the bytes written (≤ writableLength). */
   scatter(chain: Chain, data: Uint8Array | readonly Uint8Array[]): number | VirtqError {
     // `data` may come in parts (a header and a frame): they are one stream across the buffers.

@@ -110,5 +110,6 @@ export function guardedPort(port: FramePort, scope: FailStopScope, what = 'frame
   // Optional members stay absent when the port lacks them (callers test for them).
   if (port.ready) wrapped.ready = () => port.ready!();
   if (port.offerGso) wrapped.offerGso = (on, partialChecksums) => port.offerGso!(on, partialChecksums);
+  if (port.lendTx) wrapped.lendTx = (length) => port.lendTx!(length);
   return wrapped;
 }

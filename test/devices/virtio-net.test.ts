@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { VirtualClock } from '../../net/clock.js';
 import { createLink } from '../../net/link.js';
+import { isLent } from '../../net/lend-pool.js';
 import { internetChecksum, pseudoHeaderSum, foldSum } from '../../net/wire/checksum.js';
 import { parseVmConfig } from '../../src/config/parse.js';
 import { Logger, memorySink } from '../../src/log.js';
@@ -402,6 +403,9 @@ describe('virtio-net legacy PCI device', () => {
       if (partial) expect((tcp[16]! << 8) | tcp[17]!).toBe(foldSum(pseudo));
       else expect(tcpChecksumOk(f)).toBe(true);
       expect(t.dev.counters()).toMatchObject({ txGsoWhole: 1, txGsoPartial: partial ? 1 : 0 });
+      // Gathered straight into the buffer the link lent (no 64 KiB buffer of the device's own), whole.
+      expect(isLent(f)).toBe(true);
+      expect([...f.subarray(54)]).toEqual([...tcpSegment(20_000).subarray(54)]);
     }
   });
 

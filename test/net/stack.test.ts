@@ -264,7 +264,7 @@ describe('IPv4 stack', () => {
     }
   });
 
-  it('keeps nothing of a lent frame (RxInfo.lent): data queued out of order and UDP datagrams survive the frame being overwritten after input', () => {
+  it('keeps nothing of a frame past input (its receiver answers \'copied\'): data queued out of order and UDP datagrams survive the frame being overwritten', () => {
     const { clock, a, b, pa, nb } = pair();
     const ping = a.ping(ip('10.0.0.2'), 1);
     clock.runUntil(() => false, 100);
@@ -274,7 +274,7 @@ describe('IPv4 stack', () => {
     const sendA = pa.send.bind(pa);
     let held: Uint8Array | null = null;
     const lend = (f: Uint8Array): void => {
-      b.input(nb, f, false, true);
+      b.input(nb, f, false);
       f.fill(0xee);
     };
     pa.send = (f, info) => {
