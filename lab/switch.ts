@@ -1,12 +1,10 @@
 import { NO_DEBUG, type DebugLog } from '../net/debug.js';
 import { formatMac } from '../net/addr.js';
 import type { Clock } from '../net/clock.js';
-import { GSO_MAX_IP, type FramePort, type TxInfo } from '../net/frame-port.js';
+import { CHECKSUM_PARTIAL, GSO_MAX_IP, type FramePort, type TxInfo } from '../net/frame-port.js';
 import { finishPartialTcpv4, segmentTcpv4, tcpv4Layout } from '../src/devices/tcp-gso.js';
 import { copyBytes } from '../net/byte-slab.js';
 import { isLent, settleFrame } from '../net/lend-pool.js';
-
-const PARTIAL: TxInfo = Object.freeze({ checksumPartial: true });
 
 /**
  * Largest frame sent to a port that takes no GSO: 1500-byte MTU, Ethernet header and one 802.1Q
@@ -149,7 +147,7 @@ export class LearningSwitch {
   private output(index: number, frame: Uint8Array, partial: boolean): boolean {
     const port = this.ports[index]!;
     if (frame.length <= SWITCH_MAX_FRAME || (port.gso === true && isTcpIpv4Gso(frame))) {
-      this.send(index, frame, partial ? PARTIAL : undefined);
+      this.send(index, frame, partial ? CHECKSUM_PARTIAL : undefined);
       return true;
     }
     const l = isTcpIpv4Gso(frame) ? tcpv4Layout(frame) : null;

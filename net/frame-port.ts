@@ -54,6 +54,12 @@ export interface RxInfo {
   lent?: boolean;
 }
 
+/**
+ * The word for a frame whose TCP checksum is left partial, said by its sender (TxInfo) and told
+ * its receiver (RxInfo): one shared object, which nobody writes.
+ */
+export const CHECKSUM_PARTIAL: Readonly<RxInfo & TxInfo> = Object.freeze({ checksumPartial: true });
+
 /** What a sender says about a frame it sends, travelling with it as Linux's skb->ip_summed does. */
 export interface TxInfo {
   /**

@@ -1,10 +1,7 @@
 import type { Clock, TimerHandle } from './clock.js';
-import { emptyStats, MAX_FRAME, MIN_FRAME, type FramePort, type FramePortStats, type FrameReceiver, type RxInfo, type TxInfo } from './frame-port.js';
+import { CHECKSUM_PARTIAL, emptyStats, MAX_FRAME, MIN_FRAME, type FramePort, type FramePortStats, type FrameReceiver, type TxInfo } from './frame-port.js';
 import { SLAB_MAX_ALLOC } from './byte-slab.js';
 import { LendPool, settleFrame } from './lend-pool.js';
-
-/** What a receiver is told about a frame sent with an unfinished checksum. */
-const PARTIAL: RxInfo = Object.freeze({ checksumPartial: true });
 
 export interface LinkOptions {
   /** Frames queued per direction before new ones are dropped (backpressure bound). */
@@ -127,7 +124,7 @@ class LinkEnd implements FramePort {
       const frame = this.inbound[this.inboundHead]!;
       let ok: ReturnType<FrameReceiver>;
       try {
-        ok = this.receiver ? this.receiver(frame, this.inboundPartial[this.inboundHead] ? PARTIAL : undefined) : false;
+        ok = this.receiver ? this.receiver(frame, this.inboundPartial[this.inboundHead] ? CHECKSUM_PARTIAL : undefined) : false;
       } catch (e) {
         // The receiver failed on this frame: it counts as refused and the queue moves past it, so
         // a guard above (the VMM core's fail-stop) finds the link consistent and nothing wedged.

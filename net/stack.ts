@@ -1,7 +1,7 @@
 import { formatIpv4, formatMac, isBroadcastMac, MAC_BROADCAST, type Ipv4Addr } from './addr.js';
 import { netDebug, type NetDebug } from './debug.js';
 import type { Clock } from './clock.js';
-import { GSO_MAX_IP, type FramePort, type TxInfo } from './frame-port.js';
+import { CHECKSUM_PARTIAL, GSO_MAX_IP, type FramePort, type TxInfo } from './frame-port.js';
 import { IP_HEADROOM, IPPROTO_ICMP, IPPROTO_TCP, type IpDatagramInfo, type IpLayer, type IpOutput, type IpSendResult, type TransportProtocol } from './ip-layer.js';
 import { Netif } from './netif.js';
 import { ArpCache, DEFAULT_ARP_OPTIONS, type ArpOptions } from './ip/arp-cache.js';
@@ -14,9 +14,6 @@ import { emitEthernetHeader, ETH_HEADER_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, pars
 import { emitIcmp, ICMP_DEST_UNREACH, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_PARAM_PROBLEM, ICMP_TIME_EXCEEDED, ICMP_UNREACH_HOST, ICMP_UNREACH_NEEDFRAG, parseIcmp } from './wire/icmp.js';
 import { emitIpv4Header, IP_DF, IP_MF, IP_OFFMASK, IPV4_HEADER_LEN, parseIpv4 } from './wire/ipv4.js';
 import { allocBytes, copyBytes } from './byte-slab.js';
-
-/** Said to a port with a segment whose checksum the transport left partial. */
-const PARTIAL: TxInfo = Object.freeze({ checksumPartial: true });
 
 /**
  * The IPv4 stack: interfaces, ARP, IPv4 input/output with fragmentation and reassembly, ICMP, and
@@ -235,7 +232,7 @@ export class Stack implements IpLayer {
       const frame = inPlace ? d.framed! : allocBytes(ETH_HEADER_LEN + total);
       emitIpv4Header(frame, ETH_HEADER_LEN, { id, ttl, tos: d.tos ?? 0, flagsOffset: d.dontFragment ? IP_DF : 0, protocol: d.protocol, src: d.src, dst: d.dst, payloadLength: d.payload.length });
       if (!inPlace) frame.set(d.payload, ETH_HEADER_LEN + IPV4_HEADER_LEN);
-      return this.sendIp(n, r.nextHop, frame.subarray(ETH_HEADER_LEN), frame, d.checksumPartial === true ? PARTIAL : undefined);
+      return this.sendIp(n, r.nextHop, frame.subarray(ETH_HEADER_LEN), frame, d.checksumPartial === true ? CHECKSUM_PARTIAL : undefined);
     }
     if (d.dontFragment) {
       this.stats.txTooBig++;

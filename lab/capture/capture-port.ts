@@ -107,7 +107,7 @@ export class CapturePoint implements FramePort {
     return this.inner.gso === true;
   }
 
-  offerGso(on: boolean, _partialChecksums?: boolean): void {
+  offerGso(on: boolean): void {
     // Never partial checksums through a capture point (see above).
     this.inner.offerGso?.(on);
   }

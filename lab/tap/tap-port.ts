@@ -1,7 +1,7 @@
 import { NO_DEBUG, type DebugLog } from '../../net/debug.js';
 import { closeSync, writeSync } from 'node:fs';
 import type { Worker } from 'node:worker_threads';
-import { emptyStats, MAX_FRAME, MIN_FRAME, type FramePort, type FramePortStats, type FrameReceiver, type RxInfo, type TxInfo } from '../../net/frame-port.js';
+import { CHECKSUM_PARTIAL, emptyStats, MAX_FRAME, MIN_FRAME, type FramePort, type FramePortStats, type FrameReceiver, type RxInfo, type TxInfo } from '../../net/frame-port.js';
 import { TcpCoalescer } from '../../src/devices/tcp-gro.js';
 import { finishPartialTcpv4, segmentTcpv4, tcpv4Layout } from '../../src/devices/tcp-gso.js';
 import { FrameRing } from '../ring/frame-ring.js';
@@ -16,8 +16,6 @@ import { LendPool, settleFrame } from '../../net/lend-pool.js';
 const RX_RING_BYTES = 4 << 20;
 /** Frames delivered per event-loop turn before yielding, so a flood cannot starve timers. */
 const RX_BATCH = 256;
-/** A kernel frame whose TCP checksum travels on partial (the receiver took them). */
-const PARTIAL: RxInfo = Object.freeze({ checksumPartial: true });
 
 /** Counters beyond the FramePort's: what the offloads did. */
 export interface TapOffloadStats {
@@ -214,7 +212,7 @@ export class TapPort implements FramePort {
       frame = this.lendPool.lend(frameLen);
       frame.set(record.subarray(hdr));
     } else frame = copyBytes(record, hdr);
-    const r = this.offer(frame, partial ? PARTIAL : undefined);
+    const r = this.offer(frame, partial ? CHECKSUM_PARTIAL : undefined);
     return r !== 'busy';
   }
 
@@ -309,33 +307,38 @@ export class TapPort implements FramePort {
 
   /** One write(2) of a frame (a merge of `segments` frames of `bytesIn` bytes when `gsoSize` > 0). */
   private write(frame: Uint8Array, gsoSize: number, segments: number, bytesIn: number): boolean {
-    let out: Uint8Array = frame;
-    if (this.vnetHdrLen > 0) {
-      const n = encodeVnetFrame(frame, this.txBuf, gsoSize);
-      if (n === 0) {
-        settleFrame(frame);
-        this.stats.txDrops += segments;
-        return false;
-      }
-      out = this.txBuf.subarray(0, n);
-      if (frame.length > 1514 || gsoSize > 0) this.offloadStats.txGsoFrames++;
-    }
-    try {
-      writeSync(this.fd, out);
-    } catch (e) {
-      settleFrame(frame);
-      // EIO while the interface is down, EINVAL over the MTU, ENOBUFS: the frame is lost.
+    const ok = this.writeOut(frame, gsoSize, segments);
+    // Written (copied into the kernel) or lost: the frame's way ends here (a lent buffer goes back, lend-pool.ts).
+    settleFrame(frame);
+    if (!ok) {
       this.stats.txDrops += segments;
-      if (this.debug.on) this.debug.debug(`${this.name}: tx drop (write: ${(e as NodeJS.ErrnoException).code ?? String(e)}, ${frame.length} bytes${segments > 1 ? `, ${segments} frames merged` : ''})`);
       return false;
     }
-    // Written (copied into the kernel): the frame's way ends here (a lent buffer goes back, lend-pool.ts).
-    settleFrame(frame);
     this.stats.txFrames += segments;
     this.stats.txBytes += bytesIn;
     this.offloadStats.txCoalesced += segments - 1;
     return true;
   }
+
+  /** Encode and write; false when the frame could not be encoded or the kernel refused it. */
+  private writeOut(frame: Uint8Array, gsoSize: number, segments: number): boolean {
+    let out: Uint8Array = frame;
+    if (this.vnetHdrLen > 0) {
+      const n = encodeVnetFrame(frame, this.txBuf, gsoSize);
+      if (n === 0) return false;
+      out = this.txBuf.subarray(0, n);
+      if (frame.length > 1514 || gsoSize > 0) this.offloadStats.txGsoFrames++;
+    }
+    try {
+      writeSync(this.fd, out);
+      return true;
+    } catch (e) {
+      // EIO while the interface is down, EINVAL over the MTU, ENOBUFS: the frame is lost.
+      if (this.debug.on) this.debug.debug(`${this.name}: tx drop (write: ${(e as NodeJS.ErrnoException).code ?? String(e)}, ${frame.length} bytes${segments > 1 ? `, ${segments} frames merged` : ''})`);
+      return false;
+    }
+  }
+
 
   setReceiver(receiver: FrameReceiver | null): void {
     this.receiver = receiver;

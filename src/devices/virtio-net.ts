@@ -1,7 +1,7 @@
 import type { DebugLog } from '../../net/debug.js';
 import type { TimerHandle } from '../../net/clock.js';
-import type { FramePort, TxInfo } from '../../net/frame-port.js';
-import { MAX_FRAME, MIN_FRAME } from '../../net/frame-port.js';
+import type { FramePort } from '../../net/frame-port.js';
+import { CHECKSUM_PARTIAL, MAX_FRAME, MIN_FRAME } from '../../net/frame-port.js';
 import { SLAB_MAX_ALLOC } from '../../net/byte-slab.js';
 import { internetChecksum } from '../../net/wire/checksum.js';
 import type { DeviceConfig } from '../config/types.js';
@@ -78,8 +78,6 @@ export const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
 export const VIRTIO_NET_HDR_F_DATA_VALID = 2;
 /** Where a TCP header keeps its checksum: csum_offset for NEEDS_CSUM. */
 const TCP_CHECKSUM_OFFSET = 16;
-/** Said to the port with a GSO frame passed on with the guest's partial checksum. */
-const PARTIAL: TxInfo = Object.freeze({ checksumPartial: true });
 export const VIRTIO_NET_HDR_GSO_NONE = 0;
 export const VIRTIO_NET_HDR_GSO_TCPV4 = 1;
 export const VIRTIO_NET_HDR_LEN = 10;
@@ -694,7 +692,7 @@ export class VirtioNet implements NicDevice {
       this.stats.txBytes += whole.length;
       this.stats.txGsoWhole++;
       if (partial) this.stats.txGsoPartial++;
-      this.port.send(whole, partial ? PARTIAL : undefined);
+      this.port.send(whole, partial ? CHECKSUM_PARTIAL : undefined);
       return 1;
     }
     const pieces = segmentTcpv4(frame, layout, gsoSize);

@@ -320,10 +320,7 @@ describe('virtio-net legacy PCI device', () => {
     const t = machine();
     t.bringUp(F.MAC | F.MRG_RXBUF | F.GUEST_CSUM | F.GUEST_TSO4);
     expect(t.wire.gso).toBe(true);
-    for (let i = 0; i < 4; i++) {
-      t.setDesc(t.rings[0].desc, i, 0x50000 + i * 0x1000, 0x1000, WRITE);
-      t.offer(0, i, false);
-    }
+    postRx(t, 4, 0x1000, 0x50000);
     const f = tcpSegment(10_000); // 10054 bytes + 12: three 4 KiB buffers
     t.wire.send(f);
     t.clock.runUntil(() => false, 1);
@@ -334,7 +331,7 @@ describe('virtio-net legacy PCI device', () => {
     expect(hdr[2]! | (hdr[3]! << 8)).toBe(54); // hdr_len: Ethernet + IPv4 + TCP
     expect(hdr[4]! | (hdr[5]! << 8)).toBe(1460); // gso_size
     expect(hdr[10]! | (hdr[11]! << 8)).toBe(3); // num_buffers
-    const joined = new Uint8Array([...(t.m.read(0x50000, 0x1000) as Uint8Array), ...(t.m.read(0x51000, 0x1000) as Uint8Array), ...(t.m.read(0x52000, 10054 + 12 - 0x2000) as Uint8Array)]);
+    const joined = rxJoined(t, 10054 + 12, 0x1000, 0x50000);
     expect([...joined.subarray(12)]).toEqual([...f]);
     expect(t.dev.counters().rxGsoFrames).toBe(1);
     t.vm.io.outb(IO + 0x12, 0);
@@ -346,10 +343,7 @@ describe('virtio-net legacy PCI device', () => {
     const t = machine();
     t.bringUp(F.MAC | F.MRG_RXBUF | F.GUEST_CSUM | F.GUEST_TSO4);
     expect(t.wire.gsoChecksumPartial).toBe(true);
-    for (let i = 0; i < 8; i++) {
-      t.setDesc(t.rings[0].desc, i, 0x50000 + i * 0x1000, 0x1000, WRITE);
-      t.offer(0, i, false);
-    }
+    postRx(t, 8, 0x1000, 0x50000);
     const f = withPartialSum(tcpSegment(10_000));
     t.wire.send(f.slice(), { checksumPartial: true });
     t.clock.runUntil(() => false, 1);
@@ -358,7 +352,7 @@ describe('virtio-net legacy PCI device', () => {
     expect(hdr[1]).toBe(1); // GSO_TCPV4
     expect(hdr[6]! | (hdr[7]! << 8)).toBe(34); // csum_start: the TCP header
     expect(hdr[8]! | (hdr[9]! << 8)).toBe(16); // csum_offset: its checksum field
-    const joined = new Uint8Array([...(t.m.read(0x50000, 0x1000) as Uint8Array), ...(t.m.read(0x51000, 0x1000) as Uint8Array), ...(t.m.read(0x52000, 10054 + 12 - 0x2000) as Uint8Array)]);
+    const joined = rxJoined(t, 10054 + 12, 0x1000, 0x50000);
     expect([...joined.subarray(12)]).toEqual([...f]); // left as the sender left it
     // A frame sent without the word is a finished one: DATA_VALID as before.
     const whole = tcpSegment(3000);
@@ -434,10 +428,7 @@ describe('virtio-net legacy PCI device', () => {
   it('accepts its own unicast, broadcast and multicast; ignores other unicast', () => {
     const t = machine();
     t.bringUp();
-    for (let i = 0; i < 8; i++) {
-      t.setDesc(t.rings[0].desc, i, 0x50000 + i * 0x800, 2048, WRITE);
-      t.offer(0, i, false);
-    }
+    postRx(t, 8, 2048, 0x50000);
     t.wire.send(udpFrame([1], MAC));
     t.wire.send(udpFrame([2], [0xff, 0xff, 0xff, 0xff, 0xff, 0xff]));
     t.wire.send(udpFrame([3], [0x01, 0x00, 0x5e, 0, 0, 1]));
@@ -583,6 +574,13 @@ function postRx(t: ReturnType<typeof machine>, n: number, size = 2048, at = 0x10
     t.setDesc(t.rings[0].desc, i, at + i * size, size, WRITE);
     t.offer(0, i, false);
   }
+}
+
+/** The first `length` bytes the device wrote across buffers postRx posted, joined. */
+function rxJoined(t: ReturnType<typeof machine>, length: number, size = 2048, at = 0x100000): Uint8Array {
+  const out = new Uint8Array(length);
+  for (let off = 0, k = 0; off < length; off += size, k++) out.set(t.m.read(at + k * size, Math.min(size, length - off)) as Uint8Array, off);
+  return out;
 }
 
 /** Frames delivered into the receive ring so far, by the seq rawFrame put in them (2 KiB buffers, 12-byte header). */

@@ -8,7 +8,7 @@ import { mulberry32 } from '../../net/random.js';
 import { emitIpv4Header, parseIpv4 } from '../../net/wire/ipv4.js';
 import { emitEthernetHeader, parseEthernet } from '../../net/wire/ethernet.js';
 import { emitIcmp, ICMP_DEST_UNREACH, ICMP_UNREACH_NEEDFRAG } from '../../net/wire/icmp.js';
-import { collect, sendAll, sha256, type Collected } from './tcp-io.js';
+import { bulkTo, collect, sendAll, sha256, type Collected } from './tcp-io.js';
 import { foldSum, internetChecksum, pseudoHeaderSum } from '../../net/wire/checksum.js';
 import { finishTcpv4Checksums, tcpv4Layout } from '../../src/devices/tcp-gso.js';
 
@@ -132,11 +132,8 @@ describe('IPv4 stack', () => {
     const { clock, a, b } = pair();
     const size = 2 * 1024 * 1024;
     const data = new Uint8Array(size).map((_, i) => (i * 31 + (i >> 9)) & 0xff);
-    let atServer: Collected | null = null;
-    b.tcp.listen(5001, (c) => (atServer = collect(c)));
-    sendAll(a.tcp.connect(ip('10.0.0.2'), 5001), data);
-    clock.runUntil(() => atServer?.ended === true, 120_000, 10_000_000);
-    const got = atServer!.bytes();
+    const atServer = bulkTo(clock, a, b, ip('10.0.0.2'), 5001, data);
+    const got = atServer.bytes();
     expect(got.length).toBe(size);
     expect(sha256(got)).toBe(sha256(data));
   });
@@ -216,11 +213,8 @@ describe('IPv4 stack', () => {
       };
       const size = 1024 * 1024;
       const data = new Uint8Array(size).map((_, i) => (i * 13 + (i >> 11)) & 0xff);
-      let atServer: Collected | null = null;
-      b.tcp.listen(5003, (c) => (atServer = collect(c)));
-      sendAll(a.tcp.connect(ip('10.0.0.2'), 5003), data);
-      clock.runUntil(() => atServer?.ended === true, 120_000, 10_000_000);
-      expect(sha256(atServer!.bytes())).toBe(sha256(data));
+      const atServer = bulkTo(clock, a, b, ip('10.0.0.2'), 5003, data);
+      expect(sha256(atServer.bytes())).toBe(sha256(data));
       expect(seen.small).toBeGreaterThan(0); // the handshake and ACKs
       if (partialPort) expect(seen).toMatchObject({ whole: 0, partial: expect.any(Number) as number });
       else expect(seen.partial).toBe(0);
@@ -252,12 +246,9 @@ describe('IPv4 stack', () => {
         return sendA(f, info);
       };
       const data = new Uint8Array(512 * 1024).map((_, i) => (i * 31 + (i >> 9)) & 0xff);
-      let atServer: Collected | null = null;
-      b.tcp.listen(5004, (c) => (atServer = collect(c)));
-      sendAll(a.tcp.connect(ip('10.0.0.2'), 5004), data);
-      clock.runUntil(() => atServer?.ended === true, 120_000, 10_000_000);
+      const atServer = bulkTo(clock, a, b, ip('10.0.0.2'), 5004, data);
       // Left unfinished all the way, and taken: the receiver trusts what a sender in its host left partial.
-      expect(sha256(atServer!.bytes())).toBe(sha256(data));
+      expect(sha256(atServer.bytes())).toBe(sha256(data));
       expect(b.tcp.stats.badChecksums).toBe(0);
       expect(offered ? seen.partial : seen.whole).toBeGreaterThan(3);
       expect(offered ? seen.whole : seen.partial).toBe(0);
@@ -298,11 +289,8 @@ describe('IPv4 stack', () => {
       return true;
     };
     const data = new Uint8Array(300 * 1024).map((_, i) => (i * 7 + (i >> 8)) & 0xff);
-    let atServer: Collected | null = null;
-    b.tcp.listen(5005, (c) => (atServer = collect(c)));
-    sendAll(a.tcp.connect(ip('10.0.0.2'), 5005), data);
-    clock.runUntil(() => atServer?.ended === true, 120_000, 10_000_000);
-    expect(sha256(atServer!.bytes())).toBe(sha256(data));
+    const atServer = bulkTo(clock, a, b, ip('10.0.0.2'), 5005, data);
+    expect(sha256(atServer.bytes())).toBe(sha256(data));
     expect(b.tcp.stats.outOfOrderSegments).toBeGreaterThan(10);
     // A UDP datagram a socket keeps: its own copy, not the lent frame's bytes.
     pa.send = sendA;
@@ -370,11 +358,8 @@ describe('IPv4 stack', () => {
     expect(a.datagramBuffer(ip('10.0.0.1'), 6, 100).buffer).not.toBe(dma.buffer); // ourselves
     expect(loans).toBe(0);
     const data = new Uint8Array(300_000).map((_, i) => (i * 7 + (i >> 9)) & 0xff);
-    let atServer: Collected | null = null;
-    b.tcp.listen(5004, (c) => (atServer = collect(c)));
-    sendAll(a.tcp.connect(ip('10.0.0.2'), 5004), data);
-    clock.runUntil(() => atServer?.ended === true, 60_000, 1_000_000);
-    expect(sha256(atServer!.bytes())).toBe(sha256(data));
+    const atServer = bulkTo(clock, a, b, ip('10.0.0.2'), 5004, data, 60_000, 1_000_000);
+    expect(sha256(atServer.bytes())).toBe(sha256(data));
     expect(b.tcp.stats.badChecksums).toBe(0);
     expect(inPlace).toBeGreaterThan(150); // ~206 data segments, less the SYN sent before ARP resolved
     expect(inPlace).toBeLessThanOrEqual(loans);

@@ -47,6 +47,19 @@ export function collect(c: TcpConnection, onChunk?: (d: Uint8Array) => void): Co
   return out;
 }
 
+/**
+ * Send `data` from `from` to a listener on `to` at `addr`:`port` and close; run the clock until the
+ * server saw the FIN (or the limits). What the server collected.
+ */
+export function bulkTo(clock: VirtualClock, from: Stack, to: Stack, addr: Ipv4Addr, port: number, data: Uint8Array, limitMs = 120_000, maxSteps = 10_000_000): Collected {
+  let got = null as Collected | null;
+  to.tcp.listen(port, (c) => (got = collect(c)));
+  sendAll(from.tcp.connect(addr, port), data);
+  clock.runUntil(() => got?.ended === true, limitMs, maxSteps);
+  if (!got) throw new Error(`no connection reached port ${port}`);
+  return got;
+}
+
 /** Send `data` to the echo service (port 7) at `to` and wait for all of it to come back. */
 export function echoExchange(clock: VirtualClock, from: Stack, to: Ipv4Addr, data: Uint8Array, limitMs: number, maxSteps: number): Collected {
   const c = from.tcp.connect(to, 7);
