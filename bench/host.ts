@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { defaultCacheDir, imageComplete } from '../lab/image/build.js';
 import { READY_MARKER } from '../lab/image/guest-files.js';
 import { findQemu, qemuArgs } from '../lab/vmsocket/qemu.js';
+import { warmUp } from './warm-up.js';
 import { median, percentile, type BenchResult } from './stats.js';
 
 /**
@@ -170,17 +171,6 @@ export function socatDownload(where: string, host: string, port: number, size: n
   return size / (Number(process.hrtime.bigint() - t0) / 1e9) / 1048576;
 }
 
-/**
- * Every setup gets one untimed transfer each way before the timed ones: the first transfer through
- * a fresh lab pays for V8's compiling and heap sizing and the sockets' buffer autotuning (through
- * the redirect the first 300 MB ran at ~320 MB/s, the next ones at ~500), which is not the path's
- * speed.
- */
-function warmUp(up: () => unknown, down: () => unknown): void {
-  up();
-  down();
-}
-
 function pingStats(where: string, addr: string, count: number): { median: number; p99: number } {
   const text = sh(['ip', 'netns', 'exec', where, 'ping', '-c', String(count), '-i', '0.01', '-W', '2', addr], false);
   const times = [...text.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
@@ -266,7 +256,7 @@ export async function benchTap(size: number, runs: number): Promise<BenchResult[
   const downs = new Map<string, number[]>(setups.map((x) => [x.name, []]));
   const pings = new Map<string, number[]>(setups.map((x) => [x.name, []]));
   const p99s = new Map<string, number[]>(setups.map((x) => [x.name, []]));
-  for (const x of setups) warmUp(x.up, x.down);
+  const cold = new Map(setups.map((x) => [x.name, warmUp(x.up, x.down, size)]));
   for (let i = 0; i < runs; i++) {
     for (const x of setups) {
       ups.get(x.name)!.push(x.up());
@@ -290,6 +280,8 @@ export async function benchTap(size: number, runs: number): Promise<BenchResult[
     const ping = m(pings, nic);
     out.push({ name: `tap ${nic} host→guest (C tools)`, value: up, unit: `MB/s  (veth ${ref.up.toFixed(0)}; ratio ${(up / ref.up).toFixed(3)})` });
     out.push({ name: `tap ${nic} guest→host (C tools)`, value: down, unit: `MB/s  (veth ${ref.down.toFixed(0)}; ratio ${(down / ref.down).toFixed(3)})` });
+    const c = cold.get(nic)!;
+    out.push({ name: `tap ${nic} first transfer, fresh lab`, value: c.up, unit: `MB/s host→guest, ${c.down.toFixed(0)} guest→host (before warm-up)` });
     out.push({ name: `tap ${nic} ping rtt median`, value: ping, unit: `ms  (veth ${ref.ping.toFixed(3)}; ratio ${(ping / ref.ping).toFixed(1)})` });
     out.push({ name: `tap ${nic} ping rtt p99`, value: m(p99s, nic), unit: `ms  (veth ${ref.p99.toFixed(3)})` });
   }
@@ -328,7 +320,7 @@ export async function benchThreads(size: number, runs: number): Promise<BenchRes
   const ping = new Map<string, number[]>(modes.map((m) => [m.label, []]));
   for (const m of modes) {
     const ns = where.get(m.label)!;
-    warmUp(() => socatUpload(ns, '172.22.0.2', 9, size), () => curlDownload(ns, `http://172.22.0.2/bytes/${size}`, size));
+    warmUp(() => socatUpload(ns, '172.22.0.2', 9, size), () => curlDownload(ns, `http://172.22.0.2/bytes/${size}`, size), size);
   }
   for (let i = 0; i < runs; i++) {
     for (const m of modes) {

@@ -2,6 +2,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { curlDownload, socatDownload, socatUpload } from './host.js';
 import { launch, netns, sh, stopAll, waitText } from './linux.js';
 import { median, type BenchResult } from './stats.js';
+import { warmUp } from './warm-up.js';
 
 /**
  * `npm run bench -- usernet`: `lab redirect --nic virtio` beside the user-mode networks rootless
@@ -33,15 +34,12 @@ const socatDown = (port: number, size: number): number => socatDownload('', '127
 
 /**
  * Every setup is started first and the runs go round them in turn (lab, slirp4netns 1500, 65520,
- * pasta, lab, …), so a slow spell on a shared machine lands on all of them, not on one; each gets
- * one untimed transfer each way first (V8's compiling and heap sizing, socket buffer autotuning).
- * Medians of `runs`.
+ * pasta, lab, …), so a slow spell on a shared machine lands on all of them, not on one; each is
+ * warmed up first (warm-up.ts: V8's compiling, socket buffer autotuning), and its first transfer
+ * each way is kept as `cold`. Medians of `runs`.
  */
-function measureAll(setups: Setup[], runs: number): Map<string, Rates> {
-  for (const s of setups) {
-    s.up();
-    s.down();
-  }
+function measureAll(setups: Setup[], runs: number, size: number): Map<string, Rates & { cold: Rates }> {
+  const cold = new Map(setups.map((s) => [s.name, warmUp(s.up, s.down, size)]));
   const up = new Map<string, number[]>(setups.map((s) => [s.name, []]));
   const down = new Map<string, number[]>(setups.map((s) => [s.name, []]));
   for (let i = 0; i < runs; i++) {
@@ -50,7 +48,7 @@ function measureAll(setups: Setup[], runs: number): Map<string, Rates> {
       down.get(s.name)!.push(s.down());
     }
   }
-  return new Map(setups.map((s) => [s.name, { up: median(up.get(s.name)!), down: median(down.get(s.name)!) }]));
+  return new Map(setups.map((s) => [s.name, { up: median(up.get(s.name)!), down: median(down.get(s.name)!), cold: cold.get(s.name)! }]));
 }
 
 /** A namespace with socat servers: 5002 a sink, 5001 `size` bytes of zeros per connection. */
@@ -99,7 +97,7 @@ export async function benchUserNetRefs(size: number, runs: number): Promise<Benc
       setups.push(await slirp(65520, size, [PORT_BASE + 4, PORT_BASE + 5]));
     }
     if (have('pasta')) setups.push(await pasta(size, [PORT_BASE + 6, PORT_BASE + 7]));
-    const rates = measureAll(setups, runs);
+    const rates = measureAll(setups, runs, size);
     const ours = rates.get('lab')!;
     const out: BenchResult[] = [];
     for (const dir of ['up', 'down'] as const) {
@@ -110,6 +108,7 @@ export async function benchUserNetRefs(size: number, runs: number): Promise<Benc
       }).join('; ');
       out.push({ name: `lab redirect virtio ${label}`, value: ours[dir], unit: `MB/s  vs ${vs}` });
     }
+    out.push({ name: 'lab redirect first transfer, fresh lab', value: ours.cold.up, unit: `MB/s host→guest, ${ours.cold.down.toFixed(0)} guest→host (before warm-up)` });
     return out;
   } finally {
     await stopAll();
