@@ -1,7 +1,7 @@
 import { copyBytes } from '../../net/byte-slab.js';
 /**
  * A single-producer single-consumer ring of length-prefixed frames in a SharedArrayBuffer, for
- * frames crossing between threads (the TAP reader thread and the lab's thread) without one
+ * frames crossing between threads (a VM's thread and the lab's) without one
  * postMessage per frame. Bounded: a full ring refuses the frame, and the producer decides whether
  * to wait (`waitForSpace`) or drop.
  *

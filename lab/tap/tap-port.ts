@@ -1,21 +1,13 @@
 import { NO_DEBUG, type DebugLog } from '../../net/debug.js';
 import { closeSync, writeSync } from 'node:fs';
-import type { Worker } from 'node:worker_threads';
 import { CHECKSUM_PARTIAL, emptyStats, MAX_FRAME, MIN_FRAME, type FramePort, type FramePortStats, type FrameReceiver, type RxInfo, type TxInfo } from '../../net/frame-port.js';
 import { TcpCoalescer } from '../../src/devices/tcp-gro.js';
 import { finishPartialTcpv4, segmentTcpv4, tcpv4Layout } from '../../src/devices/tcp-gso.js';
-import { FrameRing } from '../ring/frame-ring.js';
-import { startWorker } from '../ring/worker-start.js';
-import { eventFd } from './fd-wait.js';
+import { readFd, type FdReader } from './fd-reader.js';
 import { openTap, setPersist, TUN_F_CSUM, TUN_F_TSO4 } from './tun-ioctl.js';
 import { completeVnetChecksum, encodeVnetFrame, partialIsTcpv4, readVnetHeader, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_HDR_LEN } from './vnet-hdr.js';
 import { copyBytes, SLAB_MAX_ALLOC } from '../../net/byte-slab.js';
 import { LendPool, settleFrame } from '../../net/lend-pool.js';
-
-/** Ring between the reader thread and the lab: 4 MiB holds ~64 GSO frames or ~2700 MTU frames. */
-const RX_RING_BYTES = 4 << 20;
-/** Frames delivered per event-loop turn before yielding, so a flood cannot starve timers. */
-const RX_BATCH = 256;
 
 /** Counters beyond the FramePort's: what the offloads did. */
 export interface TapOffloadStats {
@@ -32,24 +24,23 @@ export interface TapOffloadStats {
 }
 
 /**
- * A Linux TAP device as a FramePort. A reader thread (tap-reader-worker.ts) reads the fd and puts
- * frames into a shared ring; this side, when the ring is empty, sleeps until the thread's one
- * message per batch (sent only to a sleeping side) and then delivers everything the ring holds, so a frame costs no poll round trip and no message between
- * threads. Writes are synchronous write(2)s, which the kernel takes or refuses at once (a refused
- * frame is a counted drop, as on a real link).
+ * A Linux TAP device as a FramePort. The lab's own thread reads the fd (fd-reader.ts: it sits in the
+ * event loop's epoll set, so the kernel wakes the lab straight away, one frame per read into one
+ * reused buffer); writes are synchronous write(2)s, which the kernel takes or refuses at once (a
+ * refused frame is a counted drop, as on a real link).
  *
  * Offloads (default on): the device is opened with IFF_VNET_HDR, a 12-byte header and TUN_F_CSUM |
  * TUN_F_TSO4, so the kernel hands over TCP segments of up to 64 KiB whole, with checksums left
  * partial, and takes ours whole (and partial: `gsoChecksumPartial`). A partial TCP checksum goes
  * on as it is to a receiver that offered to take them (RxInfo.checksumPartial: the switch, for a
- * virtio-net guest), is left to the cut when a GSO frame is cut, and is completed otherwise — by
- * the reader thread, off the lab's, unless the receiver takes them. A kernel GSO frame goes whole
- * to a receiver that said `offerGso(true)`, and is cut into MTU-sized segments with the shared
- * segmenter for any other, so the FramePort contract (frames over the MTU only where taken) holds.
+ * virtio-net guest), is left to the cut when a GSO frame is cut, and is completed otherwise. A
+ * kernel GSO frame goes whole to a receiver that said `offerGso(true)`, and is cut into MTU-sized
+ * segments with the shared segmenter for any other, so the FramePort contract (frames over the MTU
+ * only where taken) holds.
  *
- * Flow control: the port holds (FramePort `holds`): a receiver's 'busy' leaves the frame in the
- * ring until `ready()`; meanwhile the ring fills, the reader thread stops reading, and frames wait
- * in the kernel's device queue, which is bounded by its txqueuelen.
+ * Flow control: the port holds (FramePort `holds`): a receiver's 'busy' keeps that frame here and
+ * stops reading until `ready()`; meanwhile frames wait in the kernel's device queue, which is
+ * bounded by its txqueuelen (where the kernel drops and counts).
  */
 export class TapPort implements FramePort {
   readonly stats: FramePortStats = emptyStats();
@@ -62,17 +53,17 @@ export class TapPort implements FramePort {
   receiverErrors = 0;
   private receiver: FrameReceiver | null = null;
   private closed = false;
-  private paused = false;
-  /** A wait on the ring is armed. */
-  private sleeping = false;
-  private workerGone = false;
+  /** The record a busy receiver did not take (header and frame), offered again on `ready()`; reading waits meanwhile. */
+  private held: Uint8Array | null = null;
   private takesGso = false;
-  /** The receiver takes partial TCP checksums; shared with the reader thread, which then leaves them. */
+  /** The receiver takes partial TCP checksums: NEEDS_CSUM TCP frames go on as they are. */
   private takesPartial = false;
-  /** Buffers a GSO frame is copied into out of the ring, back once the frame's way ended (lend-pool.ts). */
+  /** Buffers a GSO frame is copied into out of the read buffer, back once the frame's way ended (lend-pool.ts). */
   private readonly lendPool = new LendPool();
   private readonly txBuf: Buffer;
-  private readonly exited: Promise<void>;
+  /** Each read(2) lands here: a 64 KiB frame and its header. */
+  private readonly rxBuf: Buffer;
+  private reader: FdReader | null = null;
   /** With offloads: the guest's TCP segments sent in one turn, merged before they are written. */
   private readonly coalescer: TcpCoalescer | null;
   private flushQueued = false;
@@ -80,40 +71,14 @@ export class TapPort implements FramePort {
   private constructor(
     readonly name: string,
     private readonly fd: number,
-    private readonly stopFd: number,
-    private readonly ring: FrameRing,
-    worker: Worker,
     /** Bytes of virtio-net header on every read and write (0: offloads off). */
     private readonly vnetHdrLen: number,
-    /** [0]: 1 while the receiver takes partial checksums (the reader thread reads it). */
-    private readonly partialFlag: Int32Array,
     /** `--debug tap`: opened, each drop with its reason, read errors. */
     private readonly debug: DebugLog = NO_DEBUG,
   ) {
     this.txBuf = Buffer.allocUnsafe(MAX_FRAME + vnetHdrLen);
+    this.rxBuf = Buffer.allocUnsafe(MAX_FRAME + vnetHdrLen);
     this.coalescer = vnetHdrLen > 0 ? new TcpCoalescer((f, gsoSize, segments, bytesIn) => this.write(f, gsoSize, segments, bytesIn)) : null;
-    this.exited = new Promise((resolve) =>
-      worker.once('exit', () => {
-        // Both fds are closed only now, when no read or poll can still be using them (closing an
-        // fd does not wake a thread sleeping on it, and its number could be reused under it).
-        this.workerGone = true;
-        this.closed = true;
-        for (const f of [fd, stopFd]) {
-          try {
-            closeSync(f);
-          } catch {
-            // already closed
-          }
-        }
-        resolve();
-      }),
-    );
-    worker.once('error', () => this.readErrors++);
-    worker.on('message', () => {
-      this.sleeping = false;
-      this.pump();
-    });
-    this.pump();
   }
 
   static open(name: string, options: { persist?: boolean; offload?: boolean; debug?: DebugLog } = {}): { ok: true; port: TapPort } | { ok: false; code: string; message: string } {
@@ -122,15 +87,13 @@ export class TapPort implements FramePort {
     const r = openTap(name, offload ? { vnetHdr: VNET_HDR_LEN, offload: TUN_F_CSUM | TUN_F_TSO4 } : {});
     if (!r.ok) return r;
     if (options.persist) setPersist(r.fd, true);
-    const stopFd = eventFd();
-    const ringOpen = FrameRing.create(RX_RING_BYTES);
-    if (stopFd < 0 || !ringOpen.ok) {
+    const port = new TapPort(r.name, r.fd, vnetHdrLen, options.debug);
+    const reading = readFd(r.fd, port.rxBuf, (n) => port.onRead(n), (code) => port.onReadError(code));
+    if (!reading.ok) {
       closeSync(r.fd);
-      return { ok: false, code: 'EMFILE', message: 'cannot create the TAP reader thread’s eventfd or ring' };
+      return { ok: false, code: 'ENOTSUP', message: reading.message };
     }
-    const partialFlag = new Int32Array(new SharedArrayBuffer(4));
-    const worker = startWorker(import.meta.url, 'tap-reader-worker', { workerData: { fd: r.fd, stopFd, sab: ringOpen.ring.sab, vnetHdrLen, partialFlag } });
-    const port = new TapPort(r.name, r.fd, stopFd, ringOpen.ring, worker, vnetHdrLen, partialFlag, options.debug);
+    port.reader = reading.reader;
     if (port.debug.on) port.debug.debug(`${r.name}: opened (fd ${r.fd}${options.persist ? ', persistent' : ''}${offload ? ', offloads csum+tso4' : ''})`);
     return { ok: true, port };
   }
@@ -148,36 +111,32 @@ export class TapPort implements FramePort {
   offerGso(on: boolean, partialChecksums = false): void {
     this.takesGso = on;
     this.takesPartial = on && partialChecksums && this.vnetHdrLen > 0;
-    Atomics.store(this.partialFlag, 0, this.takesPartial ? 1 : 0);
+  }
+
+  /** A read of `n` bytes (header and frame) in rxBuf; false stops reading (the receiver is busy). */
+  private onRead(n: number): boolean {
+    if (this.closed) return false;
+    if (n < this.vnetHdrLen) {
+      this.stats.rxDrops++;
+      return true;
+    }
+    const record = this.rxBuf.subarray(0, n);
+    if (this.deliver(record)) return true;
+    this.held = record.slice();
+    return false;
   }
 
   /**
-   * Deliver what the ring holds, up to a batch per event-loop turn; when it is empty, sleep until
-   * the reader thread's message; when the receiver is busy, stop until `ready()`.
+   * EBADFD once the device is gone (its namespace deleted): nothing more is read, and nothing is
+   * written either — the handle closes the fd, and its number may soon name another file.
    */
-  private pump(): void {
-    if (this.paused || this.closed || this.sleeping) return;
-    for (let i = 0; i < RX_BATCH; i++) {
-      const record = this.ring.peek();
-      if (!record) {
-        if (this.ring.closed) return;
-        // Sleep until the reader thread's message; if frames came in meanwhile, go on.
-        if (this.ring.armWake()) {
-          this.sleeping = true;
-          return;
-        }
-        continue;
-      }
-      if (!this.deliver(record)) {
-        this.paused = true;
-        return;
-      }
-      this.ring.release();
-    }
-    setImmediate(() => this.pump());
+  private onReadError(code: string): void {
+    this.readErrors++;
+    this.closed = true;
+    if (this.debug.on) this.debug.debug(`${this.name}: read error ${code}; reading stops`);
   }
 
-  /** One record to the receiver; false when the receiver is busy (the record stays in the ring). */
+  /** One record to the receiver; false when the receiver is busy (the caller keeps the record). */
   private deliver(record: Uint8Array): boolean {
     const hdr = this.vnetHdrLen;
     const frameLen = record.length - hdr;
@@ -185,8 +144,8 @@ export class TapPort implements FramePort {
     if (hdr > 0) {
       const info = readVnetHeader(record);
       if (record[0]! & VNET_F_NEEDS_CSUM) {
-        // Left by the reader thread while the receiver took partial checksums. A TCP one goes on
-        // partial; a GSO frame about to be cut needs nothing; anything else is completed here.
+        // A TCP one goes on partial to a receiver that takes them; a GSO frame about to be cut
+        // needs nothing (the cut sums each segment); anything else is completed here.
         if (this.takesPartial && partialIsTcpv4(record, hdr)) partial = true;
         else if ((info.gsoType === VNET_GSO_NONE || this.takesGso) && !completeVnetChecksum(record, hdr)) {
           this.stats.rxDrops++;
@@ -206,7 +165,7 @@ export class TapPort implements FramePort {
       if (this.debug.on) this.debug.debug(`${this.name}: rx drop (${frameLen < MIN_FRAME ? 'runt' : 'oversize'}, ${frameLen} bytes)`);
       return true;
     }
-    // Out of the ring: the slot is reused while a link may still queue the frame.
+    // Out of the read buffer: the next read reuses it while a link may still queue the frame.
     let frame: Uint8Array;
     if (frameLen > SLAB_MAX_ALLOC) {
       frame = this.lendPool.lend(frameLen);
@@ -231,7 +190,7 @@ export class TapPort implements FramePort {
       if (this.debug.on) this.debug.debug(`${this.name}: rx drop (receiver threw: ${e instanceof Error ? e.message : String(e)})`);
       return false;
     }
-    // Busy (offered again from the ring), refused or copied: nothing holds this frame now.
+    // Busy (offered again on ready()), refused or copied: nothing holds this frame now.
     if (r === 'busy' || r === false || r === 'copied') settleFrame(frame);
     if (r === 'busy') return 'busy';
     if (r === false) {
@@ -268,9 +227,11 @@ export class TapPort implements FramePort {
   }
 
   ready(): void {
-    if (!this.paused) return;
-    this.paused = false;
-    setImmediate(() => this.pump());
+    const held = this.held;
+    if (!held || this.closed) return;
+    if (!this.deliver(held)) return;
+    this.held = null;
+    this.reader?.resume();
   }
 
   /**
@@ -346,23 +307,18 @@ export class TapPort implements FramePort {
   }
 
   /**
-   * Stop the reader thread (the eventfd wakes it from poll, the closed ring from a wait for space);
-   * it closes the fd as it leaves, and a non-persistent device disappears with it. `whenClosed`
-   * resolves once it has.
+   * Stop reading and close the fd (a non-persistent device disappears with it); `whenClosed`
+   * resolves once it is closed.
    */
   close(): void {
     if (this.closed) return;
     this.coalescer?.flush();
     this.closed = true;
-    if (!this.workerGone) {
-      const one = Buffer.alloc(8);
-      one.writeBigUInt64LE(1n);
-      writeSync(this.stopFd, one);
-    }
-    this.ring.close();
+    this.held = null;
+    this.reader?.close();
   }
 
   whenClosed(): Promise<void> {
-    return this.exited;
+    return this.reader?.closed ?? Promise.resolve();
   }
 }

@@ -48,7 +48,7 @@ export function openTap(name: string, options: { vnetHdr?: number; offload?: num
   if (Buffer.byteLength(name) >= IFNAMSIZ) return { ok: false, code: 'EINVAL', message: `interface name "${name}" is longer than 15 bytes` };
   let fd: number;
   try {
-    // Non-blocking: the reader thread sleeps in poll(2) (tap-reader-worker.ts), never in read().
+    // Non-blocking: the lab reads it from its event loop (fd-reader.ts) and must never sleep in read().
     fd = openSync('/dev/net/tun', constants.O_RDWR | constants.O_NONBLOCK);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code ?? 'EIO';

@@ -13,9 +13,9 @@ export interface Doorbell {
 }
 
 /**
- * A doorbell between threads: one message on a MessagePort. (A message, not Atomics.waitAsync: the
- * TAP reader saw a waitAsync stay pending under load on Node 20 with frames in the ring; a message
- * is never lost.)
+ * A doorbell between threads: one message on a MessagePort. (A message, not Atomics.waitAsync: a
+ * waitAsync was seen to stay pending under load on Node 20 with frames in the ring — then on the
+ * TAP's old reader thread; a message is never lost.)
  */
 export class PortDoorbell implements Doorbell {
   private handler: (() => void) | null = null;

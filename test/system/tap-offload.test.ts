@@ -59,7 +59,7 @@ for (const nic of ['virtio', 'rtl8139'] as const) {
       expect(upPerPacket).toBeGreaterThan(1514);
       lab.child.kill('SIGINT');
       expect(await lab.exit).toBe(0);
-      // Closing the TAP ended its reader thread: the process exited and the device went with it.
+      // Closing the TAP closed its fd: the process exited and the device went with it.
       expect(ns.run(['ip', 'link', 'show', 'tap2']).status).not.toBe(0);
       if (nic === 'virtio') {
         expect(lab.out()).toMatch(/rxGsoFrames=[1-9]\d*/);

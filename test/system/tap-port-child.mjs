@@ -47,7 +47,29 @@ await sleep(100);
 const kernelTook = kernelRx() - rxBefore;
 for (const size of [1000, 60000, 65493]) spawnSync('ping', ['-c', '1', '-W', '1', '-s', String(size), '10.9.0.2']);
 await sleep(500);
-const plain = { accepted, refused, kernelTook, stats: tap.stats, sizes, oversize: tap.oversize, receiverErrors: tap.receiverErrors, calls };
+const plain = { accepted, refused, kernelTook, stats: { ...tap.stats }, sizes, oversize: tap.oversize, receiverErrors: tap.receiverErrors, calls };
+
+// Flow control: a receiver busy with the first echo request (542 bytes) stops reading — nothing
+// more is delivered while it is held — and ready() offers that frame again, then reading goes on.
+// spawnSync blocks this thread, so all three requests wait in the kernel's queue when reading resumes.
+const seen = [];
+let busyOnce = true;
+tap.setReceiver((f) => {
+  if (f.length === 542 && busyOnce) {
+    busyOnce = false;
+    seen.push('busy');
+    return 'busy';
+  }
+  seen.push(f.length);
+  return true;
+});
+spawnSync('ping', ['-c', '3', '-i', '0.2', '-W', '1', '-s', '500', '10.9.0.2']);
+await sleep(300);
+const whileHeld = seen.slice(seen.indexOf('busy') + 1).length;
+const rxBeforeReady = tap.stats.rxFrames;
+tap.ready();
+await sleep(300);
+const held = { busySeen: seen.includes('busy'), whileHeld, echoesAfter: seen.filter((x) => x === 542).length, rxAfterReady: tap.stats.rxFrames - rxBeforeReady, firstAfter: seen[seen.indexOf('busy') + 1] };
 tap.close();
 
 // A TAP with offloads (as `lab up` opens it): three TCP segments of one flow sent in one turn
@@ -83,5 +105,5 @@ const bigRefused = gtap.send(notTcp);
 await sleep(100);
 const offload = { pieces: pieces.length, sentPieces, kernelPackets: kernelRx1() - rx1, bigRefused, stats: gtap.stats, offloadStats: gtap.offloadStats };
 gtap.close();
-console.log(JSON.stringify({ ...plain, offload }));
+console.log(JSON.stringify({ ...plain, held, offload }));
 process.exit(0);

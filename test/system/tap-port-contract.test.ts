@@ -13,13 +13,14 @@ systemSuite([['ip', 'iproute2'], ['ping', 'iputils-ping']], () => {
 });
 
 describe('TapPort and the FramePort contract (real TAP in a test-made namespace)', () => {
-  it('carries 14..65535-byte frames, refuses and counts the rest, counts once, survives a throwing receiver, reads 64 KiB frames whole; with offloads merges a flow into one kernel packet', () => {
+  it('carries 14..65535-byte frames, refuses and counts the rest, counts once, survives a throwing receiver, reads 64 KiB frames whole, holds reading for a busy receiver; with offloads merges a flow into one kernel packet', () => {
     ns = new Netns();
     const r = ns.run(['node', 'test/system/tap-port-child.mjs'], { timeoutMs: 30_000 });
     const line = r.stdout.toString().trim().split('\n').pop() ?? '';
     const out = JSON.parse(line) as {
       accepted: boolean[]; refused: boolean[]; kernelTook: number; sizes: number[]; oversize: number; receiverErrors: number; calls: number;
       stats: { txFrames: number; txDrops: number; rxFrames: number; rxDrops: number; rxBytes: number };
+      held: { busySeen: boolean; whileHeld: number; echoesAfter: number; rxAfterReady: number; firstAfter: number };
       offload: { pieces: number; sentPieces: boolean[]; kernelPackets: number; bigRefused: boolean; stats: { txFrames: number; txDrops: number }; offloadStats: { txCoalesced: number; txGsoFrames: number } };
     };
     expect(out.accepted).toEqual([true, true, true, true, true]);
@@ -35,6 +36,9 @@ describe('TapPort and the FramePort contract (real TAP in a test-made namespace)
     expect(out.stats.rxFrames).toBe(out.sizes.length);
     expect(out.stats.rxBytes).toBe(out.sizes.reduce((a, b) => a + b, 0));
     expect(out.stats.rxDrops).toBe(1); // the frame whose receiver threw
+    // A busy receiver holds reading; ready() offers the held echo request first, then the other two.
+    expect(out.held).toMatchObject({ busySeen: true, whileHeld: 0, echoesAfter: 3, firstAfter: 542 });
+    expect(out.held.rxAfterReady).toBeGreaterThanOrEqual(3);
     // With offloads: three segments of one flow sent in one turn reach the kernel as one packet
     // (GRO toward the kernel), counted as three frames sent; a 9000-byte non-TCP frame is refused.
     expect(out.offload.pieces).toBe(3);
@@ -64,7 +68,7 @@ for (const nic of ['rtl8139', 'ne2k', 'virtio']) {
 }
 
 describe('lab up tap2: a lone frame reaches a lab that sleeps', () => {
-  it('30 pings 200 ms apart (the lab asleep before each) are all answered within 1 s: the reader wakes the sleeping lab for each lone frame', async () => {
+  it('30 pings 200 ms apart (the lab asleep before each) are all answered within 1 s: the kernel wakes the sleeping lab (its TAP fd in the event loop) for each lone frame', async () => {
     ns = new Netns();
     const lab = await ns.start(['node', 'dist/lab/cli.js', '--no-capture', 'up', 'tap2', '--nic', 'virtio', '--for', '60'], 'ready:');
     const r = ns.run(['ping', '-c', '30', '-i', '0.2', '-W', '1', '172.22.0.2'], { timeoutMs: 30_000 });

@@ -3,7 +3,7 @@ import { FrameRing } from '../../../lab/ring/frame-ring.js';
 
 /**
  * The far thread of the frame-ring test: takes every frame from `inSab` and pushes it unchanged
- * into `outSab`, blocking on both rings as a TAP reader thread does, until `count` frames passed.
+ * into `outSab`, blocking on both rings, until `count` frames passed.
  */
 const { inSab, outSab, count } = workerData as { inSab: SharedArrayBuffer; outSab: SharedArrayBuffer; count: number };
 const inR = FrameRing.attach(inSab);
