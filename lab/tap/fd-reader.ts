@@ -25,7 +25,7 @@ export interface FdReader {
 }
 
 interface PipeWrap {
-  Pipe: new (type: number) => { open(fd: number): number };
+  Pipe: new (type: number) => { open(fd: number): number; close(): void };
   constants: { SOCKET: number };
 }
 
@@ -43,7 +43,10 @@ export function readFd(fd: number, buffer: Buffer, onRead: (n: number) => boolea
   }
   const handle = new pipeWrap.Pipe(pipeWrap.constants.SOCKET);
   const err = handle.open(fd);
-  if (err !== 0) return { ok: false, message: `cannot poll the TAP's fd ${fd} (libuv error ${err})` };
+  if (err !== 0) {
+    handle.close();
+    return { ok: false, message: `cannot poll the TAP's fd ${fd} (libuv error ${err})` };
+  }
   // `handle` is a documented-in-source option of net.Socket that @types/node does not declare.
   const options = { handle, readable: true, writable: false, onread: { buffer, callback: (n: number) => onRead(n) } };
   const socket = new Socket(options as unknown as ConstructorParameters<typeof Socket>[0]);
