@@ -199,6 +199,18 @@ async function qemuTapGuest(): Promise<{ ok: true; ping: () => { median: number;
 }
 
 /**
+ * The floor of any userspace round trip through a TAP here (bench/tap-echo.ts: the lab's way of
+ * reading and writing the TAP, and nothing else — no VM, switch or stack), in a namespace of its own.
+ */
+async function tapEchoFloor(): Promise<() => { median: number; p99: number }> {
+  const ns = netns('tap-echo');
+  await start(['ip', 'netns', 'exec', ns, NODE, 'dist/bench/tap-echo.js'], 'ready:');
+  sh(['ip', 'netns', 'exec', ns, 'ip', 'addr', 'add', '172.22.0.1/16', 'dev', 'tap2']);
+  sh(['ip', 'netns', 'exec', ns, 'ip', 'link', 'set', 'tap2', 'up']);
+  return () => pingStats(ns, '172.22.0.2', 200);
+}
+
+/**
  * `lab up` over a real TAP, each NIC, against a kernel veth pair between two namespaces. The C-tool
  * rows (socat uploads to a sink, curl or socat downloads of N bytes) and the pings go round the
  * setups in turn, run by run, with every lab and the veth pair up at once (idle while another is
@@ -251,6 +263,8 @@ export async function benchTap(size: number, runs: number): Promise<BenchResult[
   }
   const qemuRef = await qemuTapGuest();
   const qemuPings: number[] = [];
+  const floorPing = await tapEchoFloor();
+  const floorPings: number[] = [];
   await new Promise((r) => setTimeout(r, 300));
   const ups = new Map<string, number[]>(setups.map((x) => [x.name, []]));
   const downs = new Map<string, number[]>(setups.map((x) => [x.name, []]));
@@ -266,6 +280,7 @@ export async function benchTap(size: number, runs: number): Promise<BenchResult[
       p99s.get(x.name)!.push(p.p99);
     }
     if (qemuRef.ok) qemuPings.push(qemuRef.ping().median);
+    floorPings.push(floorPing().median);
   }
   const m = (v: Map<string, number[]>, k: string): number => median(v.get(k)!);
   const ref = { up: m(ups, 'veth'), down: m(downs, 'veth'), ping: m(pings, 'veth'), p99: m(p99s, 'veth') };
@@ -274,6 +289,7 @@ export async function benchTap(size: number, runs: number): Promise<BenchResult[
   out.push({ name: 'veth ping rtt median', value: ref.ping, unit: 'ms' });
   if (qemuRef.ok) out.push({ name: 'QEMU (TCG) virtio-net TAP ping median', value: median(qemuPings), unit: `ms  (Linux guest, -netdev tap; veth ${ref.ping.toFixed(3)}; ratio ${(median(qemuPings) / ref.ping).toFixed(1)})` });
   else out.push({ name: 'QEMU TAP ping reference', value: NaN, unit: `skipped: ${qemuRef.why}` });
+  out.push({ name: 'minimal TAP responder ping median', value: median(floorPings), unit: `ms  (Node, the lab's TAP read and write, no VM; veth ${ref.ping.toFixed(3)}; ratio ${(median(floorPings) / ref.ping).toFixed(1)})` });
   for (const nic of nics) {
     const up = m(ups, nic);
     const down = m(downs, nic);
