@@ -22,7 +22,7 @@ const fd = opened.fd;
 const buf = Buffer.alloc(65536);
 const out = Buffer.alloc(65536);
 
-const reading = readFd(fd, buf, (n) => {
+const reading = readFd(fd, () => buf, (n) => {
   const len = answer(n);
   if (len > 0) writeSync(fd, out, 0, len);
   return true;

@@ -20,12 +20,18 @@ const owners = new WeakMap<ArrayBufferLike, LendPool>();
 export class LendPool {
   private readonly free: ArrayBuffer[] = [];
 
-  /** @param max buffers kept for lending: enough for the frames in flight on a busy path (a 1 MiB TCP window is 16 GSO segments). */
-  constructor(private readonly max = 32) {}
+  /**
+   * @param max buffers kept for lending: enough for the frames in flight on a busy path (a 1 MiB TCP window is 16 GSO segments).
+   * @param bytes size of each buffer: a frame, or more where a frame is read behind a header (a TAP's virtio-net header).
+   */
+  constructor(
+    private readonly max = 32,
+    private readonly bytes = MAX_FRAME,
+  ) {}
 
-  /** `length` bytes (SLAB_MAX_ALLOC < length ≤ MAX_FRAME) of a pooled buffer, not zeroed, travelling until settled. */
+  /** `length` bytes (SLAB_MAX_ALLOC < length ≤ the pool's buffer size) of a pooled buffer, not zeroed, travelling until settled. */
   lend(length: number): Uint8Array {
-    const buf = this.free.pop() ?? new ArrayBuffer(MAX_FRAME);
+    const buf = this.free.pop() ?? new ArrayBuffer(this.bytes);
     owners.set(buf, this);
     return new Uint8Array(buf, 0, length);
   }

@@ -9,8 +9,9 @@ import { Socket } from 'node:net';
  * Node's public `net.Socket({ fd })` takes only sockets and pipes (a TAP is a character device);
  * libuv's pipe handle takes any pollable fd, and `process.binding('pipe_wrap')` — one of the
  * bindings Node keeps for userland, deprecated in documentation only (DEP0111) — makes one. A
- * read(2) of a TAP returns one whole frame, and libuv calls back once per read, into the one
- * buffer given (net.Socket's `onread`), so nothing is allocated per frame. libuv reads once per
+ * read(2) of a TAP returns one whole frame, and libuv calls back once per read, into the buffer
+ * the owner names before each read (net.Socket's `onread` with a buffer function): the same one
+ * while frames are copied out of it, a fresh one once a frame read into it travels on. libuv reads once per
  * event-loop turn when a read comes back shorter than the buffer (every frame does), so other
  * work (timers, links draining) runs between frames.
  */
@@ -30,11 +31,12 @@ interface PipeWrap {
 }
 
 /**
- * Start reading `fd`. `onRead(n)` sees each read's `n` bytes at the start of `buffer` and must be
- * done with them when it returns; returning false pauses reading (as `pause()`). `onError` hears a
- * read error (EBADFD once the device is gone), after which nothing more is read.
+ * Start reading `fd`. `buffer()` names where the next read goes (asked before the first read and
+ * after each); `onRead(n, buf)` sees that read's `n` bytes at the start of `buf`; returning false
+ * pauses reading (as `pause()`). `onError` hears a read error (EBADFD once the device is gone),
+ * after which nothing more is read.
  */
-export function readFd(fd: number, buffer: Buffer, onRead: (n: number) => boolean, onError: (code: string) => void): { ok: true; reader: FdReader } | { ok: false; message: string } {
+export function readFd(fd: number, buffer: () => Uint8Array, onRead: (n: number, buf: Uint8Array) => boolean, onError: (code: string) => void): { ok: true; reader: FdReader } | { ok: false; message: string } {
   let pipeWrap: PipeWrap;
   try {
     pipeWrap = (process as unknown as { binding(name: string): PipeWrap }).binding('pipe_wrap');
@@ -48,7 +50,7 @@ export function readFd(fd: number, buffer: Buffer, onRead: (n: number) => boolea
     return { ok: false, message: `cannot poll the TAP's fd ${fd} (libuv error ${err})` };
   }
   // `handle` is a documented-in-source option of net.Socket that @types/node does not declare.
-  const options = { handle, readable: true, writable: false, onread: { buffer, callback: (n: number) => onRead(n) } };
+  const options = { handle, readable: true, writable: false, onread: { buffer, callback: onRead } };
   const socket = new Socket(options as unknown as ConstructorParameters<typeof Socket>[0]);
   socket.on('error', (e: NodeJS.ErrnoException) => onError(e.code ?? e.message));
   const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));

@@ -58,11 +58,14 @@ export class TapPort implements FramePort {
   private takesGso = false;
   /** The receiver takes partial TCP checksums: NEEDS_CSUM TCP frames go on as they are. */
   private takesPartial = false;
-  /** Buffers a GSO frame is copied into out of the read buffer, back once the frame's way ended (lend-pool.ts). */
-  private readonly lendPool = new LendPool();
+  /**
+   * Read buffers (a 64 KiB frame and its header). A GSO frame travels on in the buffer it was read
+   * into, lent (lend-pool.ts), and comes back once its way ended; smaller frames are copied out.
+   */
+  private readonly lendPool: LendPool;
   private readonly txBuf: Buffer;
-  /** Each read(2) lands here: a 64 KiB frame and its header. */
-  private readonly rxBuf: Buffer;
+  /** Where the next read(2) goes. */
+  private rxBuf: Uint8Array;
   private reader: FdReader | null = null;
   /** With offloads: the guest's TCP segments sent in one turn, merged before they are written. */
   private readonly coalescer: TcpCoalescer | null;
@@ -77,7 +80,8 @@ export class TapPort implements FramePort {
     private readonly debug: DebugLog = NO_DEBUG,
   ) {
     this.txBuf = Buffer.allocUnsafe(MAX_FRAME + vnetHdrLen);
-    this.rxBuf = Buffer.allocUnsafe(MAX_FRAME + vnetHdrLen);
+    this.lendPool = new LendPool(32, MAX_FRAME + vnetHdrLen);
+    this.rxBuf = this.lendPool.lend(MAX_FRAME + vnetHdrLen);
     this.coalescer = vnetHdrLen > 0 ? new TcpCoalescer((f, gsoSize, segments, bytesIn) => this.write(f, gsoSize, segments, bytesIn)) : null;
   }
 
@@ -88,7 +92,7 @@ export class TapPort implements FramePort {
     if (!r.ok) return r;
     if (options.persist) setPersist(r.fd, true);
     const port = new TapPort(r.name, r.fd, vnetHdrLen, options.debug);
-    const reading = readFd(r.fd, port.rxBuf, (n) => port.onRead(n), (code) => port.onReadError(code));
+    const reading = readFd(r.fd, () => port.rxBuf, (n, buf) => port.onRead(n, buf), (code) => port.onReadError(code));
     if (!reading.ok) {
       closeSync(r.fd);
       return { ok: false, code: 'ENOTSUP', message: reading.message };
@@ -113,14 +117,14 @@ export class TapPort implements FramePort {
     this.takesPartial = on && partialChecksums && this.vnetHdrLen > 0;
   }
 
-  /** A read of `n` bytes (header and frame) in rxBuf; false stops reading (the receiver is busy). */
-  private onRead(n: number): boolean {
+  /** A read of `n` bytes (header and frame) into `buf` (rxBuf); false stops reading (the receiver is busy). */
+  private onRead(n: number, buf: Uint8Array): boolean {
     if (this.closed) return false;
     if (n < this.vnetHdrLen) {
       this.stats.rxDrops++;
       return true;
     }
-    const record = this.rxBuf.subarray(0, n);
+    const record = buf.subarray(0, n);
     if (this.deliver(record)) return true;
     this.held = record.slice();
     return false;
@@ -165,11 +169,13 @@ export class TapPort implements FramePort {
       if (this.debug.on) this.debug.debug(`${this.name}: rx drop (${frameLen < MIN_FRAME ? 'runt' : 'oversize'}, ${frameLen} bytes)`);
       return true;
     }
-    // Out of the read buffer: the next read reuses it while a link may still queue the frame.
+    // A large frame travels on where it was read, and the next read goes into another lent buffer
+    // (the same one, if this frame's came back by then); a small frame is copied out, and its
+    // buffer read into again. (A record held for a busy receiver is a copy of its own.)
     let frame: Uint8Array;
     if (frameLen > SLAB_MAX_ALLOC) {
-      frame = this.lendPool.lend(frameLen);
-      frame.set(record.subarray(hdr));
+      frame = record.subarray(hdr);
+      if (record.buffer === this.rxBuf.buffer) this.rxBuf = this.lendPool.lend(MAX_FRAME + hdr);
     } else frame = copyBytes(record, hdr);
     const r = this.offer(frame, partial ? CHECKSUM_PARTIAL : undefined);
     return r !== 'busy';
