@@ -2,7 +2,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { curlDownload, socatDownload, socatUpload } from './host.js';
 import { launch, netns, sh, stopAll, waitText } from './linux.js';
 import { median, type BenchResult } from './stats.js';
-import { warmUp } from './warm-up.js';
+import { warmUp, type Rates } from './warm-up.js';
 
 /**
  * `npm run bench -- usernet`: `lab redirect --nic virtio` beside the user-mode networks rootless
@@ -15,11 +15,6 @@ import { warmUp } from './warm-up.js';
 const NODE = process.execPath;
 const CLI = 'dist/lab/cli.js';
 const PORT_BASE = 21000 + (process.pid % 500) * 8;
-
-interface Rates {
-  up: number;
-  down: number;
-}
 
 /** A setup started and ready: one transfer each way through it, as MB/s. */
 interface Setup {

@@ -10,34 +10,26 @@
  * by bytes, not by a count of transfers. The first transfer each way is returned: what a user's
  * first transfer through a fresh lab sees, reported beside the steady figures.
  */
-export interface WarmUpOptions {
-  /** Warm until this many bytes have crossed each way (default BENCH_WARM_MB, else 512 MiB). */
-  bytes?: number;
-  /** …or this long each way, whichever comes first (a slow NIC such as the NE2000). */
-  maxMs?: number;
-}
-
-export interface ColdRates {
-  /** MB/s of the first transfer each way. */
+/** MB/s each way. */
+export interface Rates {
   up: number;
   down: number;
 }
 
-export function warmUpBytes(): number {
-  return Number(process.env.BENCH_WARM_MB ?? '512') * 1024 * 1024;
-}
+/** Warm until this many bytes have crossed each way (BENCH_WARM_MB, default 512 MiB)… */
+const WARM_BYTES = Number(process.env.BENCH_WARM_MB ?? '512') * 1024 * 1024;
+/** …or this long each way, whichever comes first (a slow NIC such as the NE2000). */
+const WARM_MAX_MS = 20_000;
 
 /**
- * Runs `up` and `down` (each a transfer of `size` bytes returning MB/s) until `bytes` have crossed
- * each way or `maxMs` has passed; returns the first transfer's rate each way.
+ * Runs `up` and `down` (each a transfer of `size` bytes returning MB/s) until WARM_BYTES have
+ * crossed each way or WARM_MAX_MS has passed; returns the first transfer's rate each way.
  */
-export function warmUp(up: () => number, down: () => number, size: number, options: WarmUpOptions = {}): ColdRates {
-  const bytes = options.bytes ?? warmUpBytes();
-  const maxMs = options.maxMs ?? 20_000;
+export function warmUp(up: () => number, down: () => number, size: number): Rates {
   const first = (f: () => number): number => {
     const start = Date.now();
     const cold = f();
-    for (let moved = size; moved < bytes && Date.now() - start < maxMs; moved += size) f();
+    for (let moved = size; moved < WARM_BYTES && Date.now() - start < WARM_MAX_MS; moved += size) f();
     return cold;
   };
   return { up: first(up), down: first(down) };

@@ -16,8 +16,7 @@ import { Socket } from 'node:net';
  * work (timers, links draining) runs between frames.
  */
 export interface FdReader {
-  /** Stop reading (frames wait in the kernel's queue, bounded by the device's txqueuelen). */
-  pause(): void;
+  /** Read again after `onRead` returned false (meanwhile frames wait in the kernel's queue, bounded by its txqueuelen). */
   resume(): void;
   /** Stop and close the fd (the handle owns it from now on). */
   close(): void;
@@ -33,7 +32,7 @@ interface PipeWrap {
 /**
  * Start reading `fd`. `buffer()` names where the next read goes (asked before the first read and
  * after each); `onRead(n, buf)` sees that read's `n` bytes at the start of `buf`; returning false
- * pauses reading (as `pause()`). `onError` hears a read error (EBADFD once the device is gone),
+ * stops reading until `resume()`. `onError` hears a read error (EBADFD once the device is gone),
  * after which nothing more is read.
  */
 export function readFd(fd: number, buffer: () => Uint8Array, onRead: (n: number, buf: Uint8Array) => boolean, onError: (code: string) => void): { ok: true; reader: FdReader } | { ok: false; message: string } {
@@ -57,7 +56,6 @@ export function readFd(fd: number, buffer: () => Uint8Array, onRead: (n: number,
   return {
     ok: true,
     reader: {
-      pause: () => socket.pause(),
       resume: () => socket.resume(),
       close: () => socket.destroy(),
       closed,
